@@ -1,0 +1,105 @@
+"""Load and save Net1D / student checkpoints.
+
+Accepted formats (always read with ``torch.load(weights_only=True)``):
+
+* the official ECGFounder format ``{'state_dict': {...}}`` - the architecture config is then taken from
+  the ``config`` argument (default: the ECGFounder single-lead config);
+* this project's format ``{'state_dict', 'arch', 'config', 'labels', 'meta'}`` written by :func:`save_checkpoint`;
+* a bare state_dict.
+
+A ``module.`` prefix (from DataParallel/DDP) is stripped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edge_sdk.errors import CheckpointError
+
+from .net1d import ECGFOUNDER_1LEAD, Net1D, Net1DConfig
+
+
+def _strip_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Return the checkpoint as a dict with at least ``state_dict``."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {p} not found")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncated files
+        raise CheckpointError(f"{p} is not a readable torch checkpoint ({e.__class__.__name__}: {e}); "
+                              "expected a file saved with torch.save({'state_dict': ...})") from e
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{p} holds a {type(obj).__name__}, expected a dict with 'state_dict'")
+    if "state_dict" not in obj:
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            obj = {"state_dict": obj}
+        else:
+            raise CheckpointError(f"{p} has keys {sorted(obj)[:8]} but no 'state_dict'")
+    obj["state_dict"] = _strip_prefix(obj["state_dict"])
+    return obj
+
+
+def load_net1d(path: str | Path, config: Net1DConfig | dict | None = None) -> tuple[Net1D, dict[str, Any]]:
+    """Load a Net1D teacher with ``strict=True``; returns ``(model in eval mode, checkpoint dict)``.
+
+    ``config`` overrides the one stored in the checkpoint; official checkpoints store none, so the
+    ECGFounder single-lead config is assumed unless given.
+    """
+    ckpt = read_checkpoint(path)
+    if ckpt.get("arch", "net1d") != "net1d":
+        raise CheckpointError(f"{path} holds a {ckpt['arch']!r} model, not a Net1D; use load_model instead")
+    if config is None:
+        config = ckpt.get("config") or ECGFOUNDER_1LEAD
+    if isinstance(config, dict):
+        config = Net1DConfig.from_dict(config)
+    model = Net1D(config)
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} does not match the Net1D config {config.to_dict()}: {str(e)[:600]}; "
+                              "pass the config the checkpoint was trained with (--teacher-config JSON)") from e
+    model.eval()
+    return model, ckpt
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load any checkpoint written by :func:`save_checkpoint` (Net1D teacher or student) in eval mode."""
+    ckpt = read_checkpoint(path)
+    arch = ckpt.get("arch", "net1d")
+    if arch == "net1d":
+        return load_net1d(path)
+    from .student import build_student  # students live beside the teacher
+
+    model = build_student(arch, **(ckpt.get("config") or {}))
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit a {arch} with config {ckpt.get('config')}: {str(e)[:400]}") from e
+    model.eval()
+    return model, ckpt
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, arch: str, config: dict, labels: list[str],
+                    meta: dict[str, Any] | None = None, half: bool = False) -> Path:
+    """Save ``{'state_dict', 'arch', 'config', 'labels', 'meta'}``; ``half`` stores float tensors as fp16.
+
+    Only plain types are stored so that ``torch.load(weights_only=True)`` reads it back.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+          for k, v in model.state_dict().items()}
+    meta = json.loads(json.dumps(meta or {}))  # plain JSON types only
+    torch.save({"state_dict": sd, "arch": arch, "config": config, "labels": list(labels), "meta": meta}, p)
+    return p

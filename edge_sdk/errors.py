@@ -1,0 +1,26 @@
+"""Named exceptions of the SDK. Every message says what went wrong and what to do."""
+from __future__ import annotations
+
+
+class EdgeSDKError(Exception):
+    """Base class of every error raised on purpose by edge_sdk, distill and quantize."""
+
+
+class SignalError(EdgeSDKError, ValueError):
+    """An ECG signal cannot be used: wrong shape, NaN/inf samples, too short, bad sample rate."""
+
+
+class RecordNotFoundError(EdgeSDKError, FileNotFoundError):
+    """A record or data file is missing on disk."""
+
+
+class DatasetError(EdgeSDKError):
+    """A data set folder is missing or malformed (e.g. no REFERENCE-v3.csv)."""
+
+
+class BundleError(EdgeSDKError):
+    """A model bundle is missing files, has a wrong checksum, or its model card is invalid."""
+
+
+class CheckpointError(EdgeSDKError):
+    """A model checkpoint cannot be loaded (wrong format, keys or shapes)."""

@@ -1,0 +1,47 @@
+"""The backend interface and its factory."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import ModelBundle, load_bundle
+from ..errors import BundleError, SignalError
+
+
+class Backend(ABC):
+    """Runs one model. ``predict`` takes preprocessed windows ``(n, window_samples)`` float32 and returns
+    label probabilities ``(n, n_labels)`` float32."""
+
+    name: str = ""
+    window_samples: int = 5000
+
+    def _check(self, windows: np.ndarray) -> np.ndarray:
+        x = np.asarray(windows, np.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.window_samples:
+            raise SignalError(f"{self.name}: windows must be (n, {self.window_samples}), got {np.shape(windows)}")
+        return x
+
+    @abstractmethod
+    def predict(self, windows: np.ndarray) -> np.ndarray: ...
+
+
+def open_backend(bundle: ModelBundle | str | Path, runtime: str = "onnxruntime", precision: str = "int8",
+                 file_name: str | None = None, threads: int = 1) -> Backend:
+    """Open a bundle's model on ``runtime`` (``onnxruntime`` or ``tflite``) with ``threads`` CPU threads."""
+    if not isinstance(bundle, ModelBundle):
+        bundle = load_bundle(bundle)
+    name = file_name or bundle.default_file(runtime, precision)
+    entry = bundle.card["files"][name] if name in bundle.card["files"] else None
+    if entry is None:
+        raise BundleError(f"{name!r} is not in bundle {bundle.root}")
+    if entry["runtime"] == "onnxruntime":
+        from .onnx_backend import OnnxBackend
+        return OnnxBackend(bundle.path(name), bundle.card, threads)
+    if entry["runtime"] == "tflite":
+        from .tflite_backend import TFLiteBackend
+        return TFLiteBackend(bundle.path(name), bundle.card, entry, threads)
+    raise BundleError(f"unknown runtime {entry['runtime']!r} for {name}")

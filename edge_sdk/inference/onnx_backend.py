@@ -1,0 +1,27 @@
+"""ONNX Runtime backend (fp32 or int8 QDQ models)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .backend import Backend
+
+
+class OnnxBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, card: dict | None = None, threads: int = 1):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.window_samples = int(self.session.get_inputs()[0].shape[-1])
+        self.path = Path(path)
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        x = self._check(windows)[:, None, :]
+        return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests needing ../shared fail (not skip) when CI is set and the data is missing."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edge_sdk.paths import shared_dir
+
+
+def _require(path: Path | None, what: str) -> Path:
+    if path is not None and path.exists():
+        return path
+    msg = f"{what} not found (set ECG_EDGE_SHARED or place shared/ beside the repository)"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return _require(shared_dir(required=False), "shared data folder")
+
+
+@pytest.fixture(scope="session")
+def reference(shared) -> Path:
+    return _require(shared / "reference", "shared/reference")
+
+
+@pytest.fixture(scope="session")
+def cinc(shared):
+    from edge_sdk.datasets import Cinc2017
+
+    _require(shared / "data" / "cinc2017" / "REFERENCE-v3.csv", "Challenge 2017 data")
+    return Cinc2017(shared / "data" / "cinc2017")
+
+
+@pytest.fixture(scope="session")
+def mitdb(shared):
+    from edge_sdk.datasets import MitBih
+
+    _require(shared / "data" / "mitdb" / "RECORDS", "MIT-BIH data")
+    return MitBih(shared / "data" / "mitdb")
