@@ -39,7 +39,9 @@ class PreprocessingConfig:
     bandpass_order: int = 4
     median_window_seconds: float = 0.4
     zscore_eps: float = 1e-8
-    resampling: str = "linear"
+    #: "uniform-linear": linear interpolation onto the exact grid k / fs_hz from the first sample, the same
+    #: in training (:func:`resample_uniform`) and streaming (:class:`edge_sdk.signal.StreamingResampler`).
+    resampling: str = "uniform-linear"
 
     @property
     def window_samples(self) -> int:
@@ -89,6 +91,23 @@ def resample_linear(x: np.ndarray, fs_in: float, fs_out: float = MODEL_FS_HZ) ->
     x_old = np.linspace(0.0, 1.0, num=n_in, endpoint=True)
     x_new = np.linspace(0.0, 1.0, num=n_out, endpoint=True)
     return interp1d(x_old, arr, kind="linear", axis=-1)(x_new)
+
+
+def resample_uniform(x: np.ndarray, fs_in: float, fs_out: float = MODEL_FS_HZ) -> np.ndarray:
+    """Resample ``x`` (n,) onto the exact grid ``k / fs_out`` (k = 0, 1, ...) inside the input's span.
+
+    This is what a stream can do sample by sample, so training windows use it too (see
+    :func:`edge_sdk.windowing.record_windows`). It differs from :func:`resample_linear` (the official
+    ``resample_unequal``, which stretches the grid to hit the last input sample) by under one input sample.
+    """
+    if not fs_in or fs_in <= 0 or fs_out <= 0:
+        raise SignalError(f"sample rates must be positive, got fs_in={fs_in}, fs_out={fs_out}")
+    arr = check_signal(x, min_samples=2)
+    if arr.ndim != 1:
+        raise SignalError(f"resample_uniform takes one lead of shape (n,), got {arr.shape}")
+    t_in = np.arange(arr.shape[0]) / fs_in
+    n_out = int(np.floor(t_in[-1] * fs_out + 1e-9)) + 1
+    return np.interp(np.arange(n_out) / fs_out, t_in, arr)
 
 
 def bandpass_filter(x: np.ndarray, fs_hz: float = MODEL_FS_HZ, config: PreprocessingConfig = DEFAULT_CONFIG) -> np.ndarray:

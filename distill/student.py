@@ -1,0 +1,120 @@
+"""Compact students designed to survive int8.
+
+Every block is Conv1d -> BatchNorm1d -> ReLU (BatchNorm folds into the conv at export, ReLU fuses with
+the quantized conv), no squeeze-excitation gating, no Swish, global average pooling and one linear layer.
+Input ``(batch, 1, 5000)`` z-scored ECG at 500 Hz, output ``(batch, n_classes)`` logits.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Widths, kernels and strides of the conv stages (one entry per stage)."""
+
+    channels: tuple[int, ...] = (16, 24, 32, 48, 64, 96, 128)
+    kernels: tuple[int, ...] = (15, 7, 7, 7, 5, 5, 3)
+    strides: tuple[int, ...] = (2, 2, 2, 2, 2, 2, 2)
+    extra_blocks: tuple[int, ...] = (0, 0, 0, 0, 0, 0, 1)
+    n_classes: int = 4
+    in_channels: int = 1
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudentConfig":
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int):
+        super().__init__(
+            nn.Conv1d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False),
+            nn.BatchNorm1d(c_out),
+            nn.ReLU(inplace=True),
+        )
+
+
+class ResidualConv(nn.Module):
+    """Stride-1 Conv-BN-ReLU with identity shortcut (an Add, int8-friendly)."""
+
+    def __init__(self, c: int, k: int):
+        super().__init__()
+        self.conv = nn.Conv1d(c, c, k, padding=k // 2, bias=False)
+        self.bn = nn.BatchNorm1d(c)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)) + x)
+
+
+class EdgeStudent(nn.Module):
+    """Plain strided CNN; :meth:`forward` returns logits, ``return_features`` also the pooled features."""
+
+    def __init__(self, config: StudentConfig = StudentConfig(), return_features: bool = False):
+        super().__init__()
+        self.config = config
+        self.return_features = return_features
+        layers: list[nn.Module] = []
+        c_in = config.in_channels
+        for c, k, s, extra in zip(config.channels, config.kernels, config.strides, config.extra_blocks):
+            layers.append(ConvBNReLU(c_in, c, k, s))
+            layers += [ResidualConv(c, 3) for _ in range(extra)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(c_in, config.n_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(-1)
+
+    def forward(self, x: torch.Tensor):
+        f = self.forward_features(x)
+        logits = self.head(self.dropout(f))
+        return (logits, f) if self.return_features else logits
+
+
+STUDENTS = {"edge_student": (EdgeStudent, StudentConfig)}
+
+
+def build_student(arch: str = "edge_student", **config) -> EdgeStudent:
+    """Build a student by name with config overrides (``channels=[...]``, ``n_classes=...``)."""
+    if arch not in STUDENTS:
+        raise ValueError(f"unknown student {arch!r}; choose one of {sorted(STUDENTS)}")
+    cls, cfg_cls = STUDENTS[arch]
+    return cls(cfg_cls.from_dict(config) if config else cfg_cls())
+
+
+def count_macs(model: nn.Module, input_len: int = 5000, in_channels: int = 1) -> int:
+    """Multiply-accumulates of one forward pass on ``(1, in_channels, input_len)``, counted with hooks
+    on Conv1d and Linear layers (BatchNorm, activations and pooling are not counted)."""
+    total = 0
+
+    def conv_hook(m: nn.Conv1d, inp, out):
+        nonlocal total
+        total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0]
+
+    def lin_hook(m: nn.Linear, inp, out):
+        nonlocal total
+        total += out.numel() // out.shape[-1] * m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv1d)]
+    hooks += [m.register_forward_hook(lin_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, in_channels, input_len))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return total
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,172 @@
+"""One training loop for teacher training and distillation: CPU or GPU, AMP on CUDA, DDP under ``torchrun``,
+resumable checkpoints, seeds and a tqdm progress bar.
+
+Launch several GPUs with ``torchrun --nproc_per_node=N -m distill ...``; the loop reads ``RANK``,
+``LOCAL_RANK`` and ``WORLD_SIZE`` from the environment torchrun sets and wraps the model in
+``DistributedDataParallel``. Only rank 0 evaluates, saves and prints.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    samples_per_epoch: int = 16384
+    seed: int = 0
+    device: str = "auto"  # "auto" = cuda when present, else cpu
+    amp: bool = True  # mixed precision on CUDA only
+    num_workers: int = 0
+    out_dir: str = "runs/train"
+    resume: bool = False
+    threads: int = 0  # CPU threads for torch (0 = torch default)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def distributed_context() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); initialises the process group when run under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+class WeightedEpochSampler(Sampler[int]):
+    """Draws ``num_samples`` indices with replacement by ``weights``, new draw each epoch, sharded over ranks."""
+
+    def __init__(self, weights: np.ndarray, num_samples: int, seed: int = 0, rank: int = 0, world: int = 1):
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.num_samples = num_samples
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        idx = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g)
+        return iter(idx[self.rank::self.world].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_samples, self.world))
+
+
+def class_balancing_weights(y: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """Per-sample weights ~ freq(class)^-power (0.5: square-root balancing); unknown labels (-1) weigh 1/mean."""
+    known = y >= 0
+    counts = np.bincount(y[known]) if known.any() else np.ones(1)
+    w = np.ones(len(y), np.float64)
+    w[known] = counts[y[known]].astype(np.float64) ** (-power)
+    w[~known] = w[known].mean() if known.any() else 1.0
+    return w / w.sum()
+
+
+def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
+        loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+        evaluate: Callable[[nn.Module], dict[str, float]], score_key: str, cfg: TrainConfig,
+        save_best: Callable[[nn.Module, dict], None], extra_modules: nn.Module | None = None) -> dict:
+    """Train ``model`` with AdamW + one-cycle cosine LR; keep the epoch with the best ``evaluate()[score_key]``.
+
+    ``loss_fn(model, batch)`` gets the (DDP-wrapped) model and a dict batch on the device. ``extra_modules``
+    (e.g. a feature-hint projection) are trained alongside. ``save_best(model, metrics)`` is called on rank 0.
+    Returns the history: one dict of metrics per epoch. ``cfg.resume`` continues from ``out_dir/last.pt``.
+    """
+    rank, world, local_rank = distributed_context()
+    device = pick_device(cfg.device, local_rank)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed + rank)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    trainable = nn.ModuleList([model] + ([extra_modules.to(device)] if extra_modules is not None else []))
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    sampler = WeightedEpochSampler(sample_weights, cfg.samples_per_epoch, cfg.seed, rank, world)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        drop_last=True, pin_memory=device.type == "cuda")
+    opt = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * len(loader)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history: list[dict] = []
+    best = -math.inf
+    start_epoch = 0
+    last = out / "last.pt"
+    if cfg.resume and last.exists():
+        state = torch.load(last, map_location=device, weights_only=True)
+        trainable.load_state_dict(state["trainable"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        if rank == 0:
+            print(f"resumed from {last} at epoch {start_epoch}")
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        trainable.train()
+        t0 = time.time()
+        total, n = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, unit="batch", leave=False)
+        for batch in bar:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                loss = loss_fn(net, batch)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            total += float(loss.detach())
+            n += 1
+            bar.set_postfix(loss=f"{total / n:.4f}")
+        if rank == 0:
+            model.eval()
+            metrics = {"epoch": epoch + 1, "loss": total / max(n, 1), "seconds": round(time.time() - t0, 1),
+                       **evaluate(model)}
+            history.append(metrics)
+            improved = metrics[score_key] > best
+            if improved:
+                best = metrics[score_key]
+                save_best(model, metrics)
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+                  + ("  *best*" if improved else ""), flush=True)
+            torch.save({"trainable": trainable.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "scaler": scaler.state_dict(), "epoch": epoch, "best": best, "history": history,
+                        "config": asdict(cfg)}, last)
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return {"history": history, "best": best}
