@@ -55,21 +55,33 @@ def read_wfdb(path: str | Path, channel: int | str = 0, sampto: int | None = Non
     return Record(base.name, x, float(fields["fs"]), names[channel] if names else "")
 
 
-def read_csv(path: str | Path, fs_hz: float, column: int = -1) -> Record:
-    """Read a CSV with one sample per row (optionally time in the first column); values in mV."""
+def read_csv(path: str | Path, fs_hz: float | None = None, column: int = -1) -> Record:
+    """Read a CSV with one sample per row, values in mV (optionally a header and a time column).
+
+    Recordings written by :class:`edge_sdk.stream.Recorder` (header ``sensor_time_s,host_time_s,ecg_uv``) are
+    recognised: microvolts are converted to millivolts and the sample rate comes from the timestamps.
+    """
     p = Path(path)
     if not p.exists():
         raise RecordNotFoundError(f"CSV record {p} not found")
     with p.open() as f:
         first = f.readline()
+    header: list[str] = []
     try:
         [float(v) for v in first.strip().split(",") if v.strip()]
-        skip = 0
     except ValueError:  # a header line such as "time_s,ecg_mv"
-        skip = 1
-    data = np.genfromtxt(p, delimiter=",", dtype=np.float64, skip_header=skip, ndmin=2)
-    data = data[:, column]
-    return Record(p.stem, check_signal(data, min_samples=2, name=f"CSV {p.name}"), float(fs_hz))
+        header = [h.strip() for h in first.strip().split(",")]
+    data = np.genfromtxt(p, delimiter=",", dtype=np.float64, skip_header=1 if header else 0, ndmin=2)
+    if "ecg_uv" in header and "sensor_time_s" in header:
+        t = data[:, header.index("sensor_time_s")]
+        if fs_hz is None and t.size > 1:
+            fs_hz = float((t.size - 1) / (t[-1] - t[0]))
+        x = data[:, header.index("ecg_uv")] * 1e-3
+    else:
+        x = data[:, column]
+    if fs_hz is None:
+        raise SignalError(f"CSV {p.name} carries no sample rate: pass fs_hz (e.g. --fs 130)")
+    return Record(p.stem, check_signal(x, min_samples=2, name=f"CSV {p.name}"), float(fs_hz))
 
 
 def read_npz(path: str | Path) -> Record:
@@ -87,8 +99,6 @@ def read_record(path: str | Path, fs_hz: float | None = None, channel: int | str
     """Read a record by extension: ``.csv`` (needs ``fs_hz``), ``.npz``, otherwise WFDB."""
     p = Path(path)
     if p.suffix == ".csv":
-        if fs_hz is None:
-            raise SignalError("CSV records carry no sample rate: pass fs_hz (e.g. --fs 130)")
         return read_csv(p, fs_hz)
     if p.suffix == ".npz":
         return read_npz(p)

@@ -1,0 +1,7 @@
+"""The streaming pipeline: source -> resampler -> windows -> shared preprocessing -> backend -> predictions."""
+from .latency import LatencyStats
+from .pipeline import EcgStream, Prediction
+from .recorder import Recorder
+from .windower import Window, Windower
+
+__all__ = ["EcgStream", "LatencyStats", "Prediction", "Recorder", "Window", "Windower"]
