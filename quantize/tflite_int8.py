@@ -1,0 +1,94 @@
+"""Full-integer TFLite student: a Keras mirror of :class:`distill.student.EdgeStudent` with BatchNorm folded,
+converted with TensorFlow's TFLiteConverter and a representative data set of real windows.
+
+TensorFlow is needed only here, at build time (the ``[tflite]`` extra); devices run the ``.tflite`` file with
+``ai-edge-litert``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _fold(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
+    """Conv (no bias) + BN -> Keras Conv1D kernel (k, in, out) and bias (out,)."""
+    w = conv.weight.detach().double().numpy()
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+    bias = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+    w = w * scale[:, None, None]
+    if conv.bias is not None:
+        bias = bias + conv.bias.detach().double().numpy() * scale
+    return w.transpose(2, 1, 0).astype(np.float32), bias.astype(np.float32)
+
+
+def keras_student(student: nn.Module, activation: str, window_samples: int = 5000):
+    """Build the Keras mirror; input (1, window_samples, 1) channels-last, output probabilities (1, C)."""
+    import tensorflow as tf
+    from distill.student import ConvBNReLU, ResidualConv
+
+    L = tf.keras.layers
+    inp = L.Input((window_samples, 1), batch_size=1, name="ecg")
+    x = inp
+    weights = []
+    for block in student.features:
+        if isinstance(block, ConvBNReLU):
+            conv, bn = block[0], block[1]
+            k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+            x = L.ZeroPadding1D((p, p))(x)
+            layer = L.Conv1D(conv.out_channels, k, strides=s, padding="valid", activation="relu")
+            x = layer(x)
+            weights.append((layer, _fold(conv, bn)))
+        elif isinstance(block, ResidualConv):
+            k, p = block.conv.kernel_size[0], block.conv.padding[0]
+            y = L.ZeroPadding1D((p, p))(x)
+            layer = L.Conv1D(block.conv.out_channels, k, padding="valid")
+            y = layer(y)
+            weights.append((layer, _fold(block.conv, block.bn)))
+            x = L.ReLU()(L.Add()([y, x]))
+        else:
+            raise TypeError(f"no Keras mirror for {type(block).__name__}")
+    x = L.GlobalAveragePooling1D()(x)
+    dense = L.Dense(student.head.out_features, activation="softmax" if activation == "softmax" else "sigmoid")
+    out = dense(x)
+    model = tf.keras.Model(inp, out)
+    for layer, (w, b) in weights:
+        layer.set_weights([w, b])
+    dense.set_weights([student.head.weight.detach().numpy().T, student.head.bias.detach().numpy()])
+    return model
+
+
+def convert_tflite_int8(student: nn.Module, activation: str, path: str | Path, calibration_windows: np.ndarray,
+                        window_samples: int = 5000) -> dict:
+    """Write a full-integer (int8 in, int8 out, int8 ops) TFLite model; return its quantization parameters."""
+    import tensorflow as tf
+
+    model = keras_student(student.eval(), activation, window_samples)
+    calib = np.asarray(calibration_windows, np.float32)
+
+    def representative():
+        for w in calib:
+            yield [w.reshape(1, window_samples, 1)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    data = conv.convert()
+    Path(path).write_bytes(data)
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=data)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    return {"format": "full-integer", "ops": "TFLITE_BUILTINS_INT8", "input_dtype": "int8",
+            "input_scale": float(inp["quantization"][0]), "input_zero_point": int(inp["quantization"][1]),
+            "output_dtype": "int8", "output_scale": float(out["quantization"][0]),
+            "output_zero_point": int(out["quantization"][1]), "calibration_windows": int(len(calib)),
+            "converter": f"tensorflow {tf.__version__}"}
