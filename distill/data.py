@@ -28,6 +28,14 @@ def cache_dir() -> Path:
     return d
 
 
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """Write ``path`` through a per-process temporary file, so that concurrent writers (DDP ranks) never
+    leave or read a half-written cache."""
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
 @dataclass
 class WindowSet:
     """Preprocessed windows ``x`` (n, 5000) float16, label index per window ``y`` (n,) int64 (-1 unknown),
@@ -77,7 +85,5 @@ def cinc2017_windows(split: str, hop_s: float = 5.0, ds: Cinc2017 | None = None,
     x = np.concatenate(chunks)
     record_idx = np.concatenate([np.full(len(c), i) for i, c in enumerate(chunks)])
     y = np.array([CINC2017_CLASSES.index(ds.labels[names[i]]) for i in record_idx], np.int64)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, x=x, y=y, record_idx=record_idx)
-    tmp.replace(path)
+    save_npz_atomic(path, x=x, y=y, record_idx=record_idx)
     return WindowSet(x, y, record_idx, names)

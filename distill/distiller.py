@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_net1d, save_checkpoint
-from .data import WindowSet
+from .data import WindowSet, save_npz_atomic
 from .metrics import evaluate
 from .student import EdgeStudent, StudentConfig, count_macs, count_params
 from .trainer import TrainConfig, class_balancing_weights, distributed_context, fit, pick_device
@@ -69,7 +69,7 @@ def teacher_targets(teacher: nn.Module, x: np.ndarray, teacher_id: str, cache: P
     dev = pick_device(device)
     logits, feats = predict(teacher, x, batch_size=256, device=dev, features=True, desc="teacher soft targets")
     if path is not None:
-        np.savez(path, logits=logits, features=feats)
+        save_npz_atomic(path, logits=logits, features=feats)
     return logits, feats
 
 

@@ -22,6 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from edge_sdk.errors import EdgeSDKError
+
 
 @dataclass
 class TrainConfig:
@@ -126,6 +128,13 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
     last = out / "last.pt"
     if cfg.resume and last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
+        saved = state.get("config", {})
+        if (saved.get("epochs"), saved.get("samples_per_epoch"), saved.get("batch_size")) != \
+                (cfg.epochs, cfg.samples_per_epoch, cfg.batch_size):
+            raise EdgeSDKError(f"{last} was written by a run with epochs={saved.get('epochs')}, "
+                               f"samples_per_epoch={saved.get('samples_per_epoch')}, batch_size={saved.get('batch_size')}; "
+                               "resume with the same values (the learning-rate schedule depends on them) "
+                               "or start a new run in another --out folder")
         trainable.load_state_dict(state["trainable"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])

@@ -47,10 +47,10 @@ class StreamingResampler:
             ts = np.r_[self._last[0], ts]
             th = np.r_[self._last[1], th]
             v = np.r_[self._last[2], v]
-        k_end = int(np.floor((ts[-1] - self._t0) * self.fs_out + 1e-9))  # last computable output index
-        ks = np.arange(self._k, k_end + 1)
-        t_out = self._t0 + ks / self.fs_out
-        out = ResampledBlock(np.interp(t_out, ts, v), t_out, np.interp(t_out, ts, th), new_segment)
+        rel = ts - self._t0  # interpolate on times relative to the segment start: no loss from Unix-time magnitudes
+        k_end = int(np.floor(rel[-1] * self.fs_out + 1e-9))  # last computable output index
+        t_rel = np.arange(self._k, k_end + 1) / self.fs_out
+        out = ResampledBlock(np.interp(t_rel, rel, v), self._t0 + t_rel, np.interp(t_rel, rel, th), new_segment)
         self._k = k_end + 1
         self._last = (float(ts[-1]), float(th[-1]), float(v[-1]))
         return out

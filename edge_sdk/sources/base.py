@@ -18,8 +18,8 @@ import numpy as np
 class EcgChunk:
     """Consecutive samples of one lead.
 
-    ``samples_uv``: (n,) float64 microvolts. ``sensor_time_s``: (n,) per-sample time on the sensor clock in
-    Unix seconds. ``host_time_s``: (n,) the same instants mapped to the host clock (``time.time()`` base).
+    ``samples_uv``: (n,) float64 microvolts. ``sensor_time_s``: (n,) per-sample time on the sensor clock, in
+    seconds (Unix time for BLE sensors, time from the first sample for file replay). ``host_time_s``: (n,) the same instants mapped to the host clock (``time.time()`` base).
     ``received_host_s``: host time when the bytes arrived. ``gap_before_s``: seconds of signal missing right
     before this chunk (0 if none). ``fs_hz``: the source's current estimate of its sample rate.
     """

@@ -1,8 +1,9 @@
 """Replay a recorded ECG (WFDB, CSV, npz or a :class:`~edge_sdk.records.Record`) as a live source.
 
 Samples are delivered in chunks (default 73, like a Polar H10 frame at MTU 232) at real time
-(``speed=1``), faster (``speed=10``) or as fast as possible (``speed=0``). Sensor times are the record's
-own sample times starting now; host times are when each chunk is handed out.
+(``speed=1``), faster (``speed=10``) or as fast as possible (``speed=0``). The sensor clock of a file is
+the record's own time axis (``i / fs`` seconds from its first sample, exactly as training windows are
+cut); host times are the Unix times at which samples become available.
 """
 from __future__ import annotations
 
@@ -47,14 +48,14 @@ class ReplaySource(EcgSource):
     async def stream(self) -> AsyncIterator[SourceItem]:
         fs = self.nominal_fs_hz
         t_start = time.time()
-        self._event("connected", source=self.name, record=self.record.name)
+        yield self._event("connected", source=self.name, record=self.record.name)
         for seq, i in enumerate(range(0, len(self.samples_uv), self.chunk)):
             if self._closed:
                 break
             x = self.samples_uv[i:i + self.chunk]
-            sensor_t = t_start + (i + np.arange(len(x))) / fs
+            sensor_t = (i + np.arange(len(x))) / fs
             if self.speed > 0:  # wait until the chunk's last sample "exists"
-                due = t_start + (sensor_t[-1] - t_start) / self.speed
+                due = t_start + sensor_t[-1] / self.speed
                 delay = due - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -63,4 +64,4 @@ class ReplaySource(EcgSource):
             now = time.time()
             host_t = now - (sensor_t[-1] - sensor_t) / (self.speed or np.inf)
             yield EcgChunk(x.astype(np.float64), sensor_t, host_t, now, fs, 0.0, seq)
-        self._event("end", source=self.name)
+        yield self._event("end", source=self.name)

@@ -1,9 +1,11 @@
 """EcgStream: source -> StreamingResampler -> Windower -> preprocess_window -> backend -> Prediction.
 
 Predictions come as an async iterator (``async for p in stream``) and/or through callbacks. Inference runs
-in a worker thread so that the source keeps receiving while a window is classified. Per-stage latency
-(resample, preprocess, inference, end_to_end = prediction ready minus host arrival of the window's last
-sample) is kept in :attr:`EcgStream.latency`.
+in a worker thread so that the source keeps receiving while a window is classified. Per-stage latency is
+kept in :attr:`EcgStream.latency` (milliseconds): ``resample``, ``preprocess``, ``inference``,
+``since_arrival`` (prediction ready minus arrival of the chunk that completed the window: the SDK's own
+delay) and ``end_to_end`` (prediction ready minus the host time at which the window's last sample was
+taken: adds the sensor's framing delay, up to one BLE frame, 73 samples = 0.56 s on an H10).
 """
 from __future__ import annotations
 
@@ -122,7 +124,7 @@ class EcgStream:
         windows = self.windower.push(block.values_mv, block.sensor_time_s, block.host_time_s)
         self._resample_s += time.perf_counter() - t0
         for w in windows:
-            await self._windows.put((w, self._resample_s, list(self._pending_events)))
+            await self._windows.put((w, self._resample_s, list(self._pending_events), chunk.received_host_s))
             self._resample_s = 0.0
             self._pending_events.clear()
 
@@ -149,11 +151,12 @@ class EcgStream:
                 item = await self._windows.get()
                 if item is None:
                     break
-                w, resample_s, events = item
+                w, resample_s, events, received_s = item
                 probs, quality, pre_s, inf_s = await asyncio.to_thread(self._classify, w)
-                e2e = (self._clock() - w.end_host_s) / self._clock_rate
+                now = self._clock()
                 lat = {"resample": resample_s * 1e3, "preprocess": pre_s * 1e3, "inference": inf_s * 1e3,
-                       "end_to_end": e2e * 1e3}
+                       "since_arrival": (now - received_s) / self._clock_rate * 1e3,
+                       "end_to_end": (now - w.end_host_s) / self._clock_rate * 1e3}
                 for k, v in lat.items():
                     self.latency.add(k, v / 1e3)
                 pred = self._prediction(w, probs, quality, lat, events)

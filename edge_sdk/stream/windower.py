@@ -32,13 +32,19 @@ class Windower:
         self._count = 0
         self.segment = 0
         self.dropped_samples = 0
+        self._fresh = True  # no sample since the start or the last reset
 
     def reset(self) -> None:
-        self.dropped_samples += self._v.size
-        self._v, self._ts, self._th = np.empty(0), np.empty(0), np.empty(0)
-        self.segment += 1
+        """Drop the partial window and start a new segment (idempotent until new samples arrive)."""
+        if not self._fresh:
+            self.dropped_samples += self._v.size
+            self._v, self._ts, self._th = np.empty(0), np.empty(0), np.empty(0)
+            self.segment += 1
+            self._fresh = True
 
     def push(self, values: np.ndarray, sensor_time_s: np.ndarray, host_time_s: np.ndarray) -> list[Window]:
+        if len(values):
+            self._fresh = False
         self._v = np.r_[self._v, values]
         self._ts = np.r_[self._ts, sensor_time_s]
         self._th = np.r_[self._th, host_time_s]
