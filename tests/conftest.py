@@ -42,3 +42,19 @@ def mitdb(shared):
 
     _require(shared / "data" / "mitdb" / "RECORDS", "MIT-BIH data")
     return MitBih(shared / "data" / "mitdb")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def bundle_dir() -> Path:
+    """The repository's default bundle (built by `ecg-edge quantize` from the committed checkpoints)."""
+    p = REPO / "bundles" / "default"
+    assert (p / "model_card.json").exists(), "bundles/default is part of the repository"
+    return p
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return REPO / "models"

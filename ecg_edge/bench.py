@@ -1,0 +1,213 @@
+"""Latency, throughput, size, memory and accuracy of every model, in one run on one machine.
+
+Models: teacher fp32 (torch and ONNX Runtime), student fp32 (ONNX Runtime), student int8 (ONNX Runtime QDQ)
+and student int8 (TFLite via ai-edge-litert), each at 1 thread and at all cores. Each model runs in its
+own subprocess so that its peak resident memory (ru_maxrss) is its own. Streaming figures come from
+replaying real records through :class:`edge_sdk.stream.EcgStream`.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODELS = [
+    # (key, label, runtime, bundle file or checkpoint)
+    ("teacher_torch_fp32", "teacher fp32 (torch)", "torch", None),
+    ("teacher_onnx_fp32", "teacher fp32 (ONNX Runtime)", "onnxruntime", "teacher_fp32.onnx"),
+    ("student_onnx_fp32", "student fp32 (ONNX Runtime)", "onnxruntime", "student_fp32.onnx"),
+    ("student_onnx_int8", "student int8 (ONNX Runtime QDQ)", "onnxruntime", "student_int8.onnx"),
+    ("student_tflite_int8", "student int8 (TFLite, ai-edge-litert)", "tflite", "student_int8.tflite"),
+]
+
+
+def _percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99))}
+
+
+def _open_predict(key: str, bundle_dir: Path, teacher_ckpt: Path, threads: int):
+    """Return (predict(windows (n, 5000)) -> probs, size_bytes)."""
+    if key == "teacher_torch_fp32":
+        import torch
+
+        from distill.checkpoint import load_model
+
+        torch.set_num_threads(threads)
+        model, _ = load_model(teacher_ckpt)
+        size = sum(p.numel() * 4 for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
+
+        def predict(x):
+            with torch.inference_mode():
+                return torch.softmax(model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]), 1).numpy()
+        return predict, size
+    from edge_sdk.bundle import load_bundle
+    from edge_sdk.inference import open_backend
+
+    bundle = load_bundle(bundle_dir)
+    name = dict((k, f) for k, _, _, f in MODELS)[key]
+    backend = open_backend(bundle, file_name=name, threads=threads)
+    return backend.predict, bundle.card["files"][name]["bytes"]
+
+
+def measure_model(key: str, bundle_dir: str, teacher_ckpt: str, threads: int, repeats: int, batch: int,
+                  eval_limit: int | None) -> dict:
+    """Runs inside a subprocess: latency at batch 1, throughput at ``batch``, AF AUROC, peak RSS."""
+    from distill.data import cinc2017_windows
+    from distill.metrics import evaluate
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    test = cinc2017_windows("test", limit=eval_limit)
+    x = test.x.astype(np.float32)
+    predict, size = _open_predict(key, Path(bundle_dir), Path(teacher_ckpt), threads)
+    for _ in range(3):
+        predict(x[:1])
+    lat = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        predict(x[i % len(x): i % len(x) + 1])
+        lat.append((time.perf_counter() - t) * 1e3)
+    n_tp = min(len(x), batch * 4)
+    t = time.perf_counter()
+    for s in range(0, n_tp, batch):
+        predict(x[s:s + batch])
+    throughput = n_tp / (time.perf_counter() - t)
+    probs = np.concatenate([predict(x[s:s + 256]) for s in range(0, len(x), 256)])
+    auroc = evaluate(probs, test.record_idx, test.record_labels())["af_auroc"]
+    return {"key": key, "threads": threads, "latency_ms": _percentiles(lat), "throughput_windows_per_s": throughput,
+            "batch": batch, "size_bytes": int(size), "af_auroc": auroc, "n_records": len(test.records),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_before_model_mb": rss0 / 1024}
+
+
+def streaming_figures(bundle_dir: str, records: list[str], seconds: float, runtime: str = "onnxruntime") -> dict:
+    """End-to-end latency (last sample of a window -> prediction), CPU per stream, and streams per core.
+
+    ``records`` (Challenge 2017 names) are replayed concurrently as fast as possible on one thread each;
+    the CPU seconds spent per second of ECG give how many real-time streams one core sustains. A second run
+    at real-time pacing, with that many streams, checks that they keep up (end-to-end p99 stays below the hop).
+    """
+    from edge_sdk.datasets import Cinc2017
+    from edge_sdk.sources import ReplaySource
+    from edge_sdk.stream import EcgStream
+
+    ds = Cinc2017()
+    recs = [ds.read(r) for r in records]
+
+    async def run(speed: float, copies: int, duration: float | None):
+        streams = [EcgStream(ReplaySource(recs[i % len(recs)], speed=speed, duration_s=duration), bundle_dir,
+                             runtime=runtime) for i in range(copies)]
+        c0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(s.run() for s in streams))
+        return streams, time.process_time() - c0, time.perf_counter() - t0
+
+    streams, cpu, wall = asyncio.run(run(0, len(recs), None))
+    signal_s = sum(s.samples_received / s.source.nominal_fs_hz for s in streams)
+    cpu_per_signal_s = cpu / signal_s
+    capacity = int(1.0 / cpu_per_signal_s)
+    # real-time check with a wall budget of `seconds`: each stream is a real-time replay
+    n_check = max(1, min(capacity, 200))
+    check, cpu_rt, wall_rt = asyncio.run(run(1.0, n_check, seconds))
+    e2e = [v for s in check for v in s.latency.samples["end_to_end"]]
+    hop_ms = float(check[0].bundle.card["hop_seconds"]) * 1e3
+    return {"cpu_s_per_signal_s": cpu_per_signal_s, "cpu_percent_per_stream": 100 * cpu_per_signal_s,
+            "streams_per_core_estimate": capacity, "realtime_check_streams": n_check,
+            "realtime_check_seconds": seconds, "realtime_check_cpu_percent": 100 * cpu_rt / wall_rt,
+            "realtime_end_to_end_ms": _percentiles(e2e) if e2e else None,
+            "realtime_kept_up": bool(e2e) and float(np.percentile(e2e, 99)) < hop_ms,
+            "windows_in_check": len(e2e)}
+
+
+def run_bench(bundle_dir: str = "bundles/default", teacher_ckpt: str = "models/reference_teacher.pth",
+              out_dir: str = "bench_results", repeats: int = 100, batch: int = 32, eval_limit: int | None = None,
+              stream_records: int = 8, stream_seconds: float = 25.0, models: list[str] | None = None) -> dict:
+    """Run everything and write ``results.json``, ``results.md`` and ``latency.png`` to ``out_dir``."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count() or 1
+    keys = models or [k for k, *_ in MODELS]
+    results = []
+    jobs = [(k, t) for k in keys for t in sorted({1, cores})]
+    for key, threads in tqdm(jobs, desc="benchmark", unit="model"):
+        args = json.dumps([key, bundle_dir, teacher_ckpt, threads, repeats, batch, eval_limit])
+        proc = subprocess.run([sys.executable, "-c", "import json,sys; from ecg_edge.bench import measure_model; "
+                               "print('RESULT', json.dumps(measure_model(*json.loads(sys.argv[1]))))", args],
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode or not line:
+            raise RuntimeError(f"benchmark of {key} failed:\n{proc.stderr[-2000:]}")
+        results.append(json.loads(line[0][len("RESULT "):]))
+    from distill.data import cinc2017_split
+    from edge_sdk.datasets import Cinc2017
+
+    test_names = cinc2017_split(Cinc2017())["test"]
+    long_records = [n for n in test_names][:stream_records]
+    streaming = streaming_figures(bundle_dir, long_records, stream_seconds)
+    report = {"machine": {"platform": platform.platform(), "python": platform.python_version(), "cores": cores,
+                          "processor": platform.processor()},
+              "settings": {"repeats": repeats, "batch": batch, "eval_limit": eval_limit, "bundle": bundle_dir},
+              "models": results, "streaming": streaming}
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    md = markdown_table(report)
+    (out / "results.md").write_text(md)
+    plot(report, out / "latency.png")
+    return report
+
+
+def markdown_table(report: dict) -> str:
+    labels = {k: l for k, l, _, _ in MODELS}
+    rows = ["| model | threads | p50 ms | p95 ms | p99 ms | windows/s (batch {}) | size KB | peak RSS MB | AF AUROC |"
+            .format(report["settings"]["batch"]), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report["models"]:
+        l = r["latency_ms"]
+        rows.append(f"| {labels[r['key']]} | {r['threads']} | {l['p50']:.2f} | {l['p95']:.2f} | {l['p99']:.2f} | "
+                    f"{r['throughput_windows_per_s']:.0f} | {r['size_bytes'] / 1024:.0f} | {r['peak_rss_mb']:.0f} | "
+                    f"{r['af_auroc']:.4f} |")
+    s = report["streaming"]
+    e2e = s["realtime_end_to_end_ms"] or {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    rows += ["", "| streaming (student int8 ONNX, 1 thread) | value |", "|---|---:|",
+             f"| CPU per real-time stream | {s['cpu_percent_per_stream']:.2f} % of one core |",
+             f"| streams one core sustains (from CPU cost) | {s['streams_per_core_estimate']} |",
+             f"| real-time check: {s['realtime_check_streams']} concurrent streams for {s['realtime_check_seconds']:.0f} s | "
+             f"{'kept up' if s['realtime_kept_up'] else 'fell behind'} |",
+             f"| end-to-end latency in that check p50 / p95 / p99 | {e2e['p50']:.1f} / {e2e['p95']:.1f} / {e2e['p99']:.1f} ms |"]
+    return "\n".join(rows) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {k: l for k, l, _, _ in MODELS}
+    rs = report["models"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [f"{labels[r['key']]}\n{r['threads']} thr" for r in rs]
+    y = np.arange(len(rs))
+    axes[0].barh(y, [r["latency_ms"]["p50"] for r in rs], color="tab:blue", label="p50")
+    axes[0].scatter([r["latency_ms"]["p99"] for r in rs], y, color="tab:red", zorder=3, label="p99")
+    axes[0].set_yticks(y, names, fontsize=7)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("latency per 10-s window (ms, log)")
+    axes[0].legend()
+    axes[1].barh(y, [r["size_bytes"] / 1024 for r in rs], color="tab:green")
+    axes[1].set_yticks(y, [""] * len(rs))
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("model size (KB, log)")
+    for i, r in enumerate(rs):
+        axes[1].text(r["size_bytes"] / 1024, i, f"  AUROC {r['af_auroc']:.3f}", va="center", fontsize=7)
+    fig.suptitle(f"{report['machine']['cores']}-core CPU, {report['machine']['platform'][:40]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,81 @@
+"""The ``stream`` command: any source -> EcgStream -> one printed line per prediction."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from edge_sdk.sources import EcgSource, ReplaySource, SourceEvent
+from edge_sdk.stream import EcgStream, Prediction
+
+
+def format_prediction(p: Prediction, t0: float) -> str:
+    af = p.probabilities.get("ATRIAL FIBRILLATION")
+    quality = ",".join(p.quality) or "ok"
+    af_txt = f"  AF {af:4.2f}" if af is not None else ""
+    return (f"{p.end_sensor_s - t0:7.1f} s  {p.top_label:<22} {p.probabilities[p.top_label]:4.2f}{af_txt}  "
+            f"quality {quality:<10} latency: end-to-end {p.latency_ms['end_to_end']:6.1f} ms, SDK {p.latency_ms['since_arrival']:5.1f} ms")
+
+
+def print_event(ev: SourceEvent) -> None:
+    detail = " ".join(f"{k}={v}" for k, v in ev.detail.items())
+    print(f"  [{ev.kind}] {detail}", file=sys.stderr, flush=True)
+
+
+@asynccontextmanager
+async def open_source(address: str | None, emulate: bool, replay: str | None, record: str = "201",
+                      speed: float = 1.0, fs: float | None = None, duration: float | None = None,
+                      **emulator_options) -> AsyncIterator[EcgSource]:
+    """A source for the command line: replay file, emulated H10 (bumble) fed with MIT-BIH, or a real H10."""
+    if replay:
+        yield ReplaySource(replay, speed=speed, fs_hz=fs, duration_s=duration)
+        return
+    from edge_sdk.sources.polar.h10 import PolarH10Source
+
+    if emulate:
+        from .emulator import emulated_h10, load_mitdb_ecg
+
+        seconds = None if duration is None else duration + 30.0
+        ecg = load_mitdb_ecg(record, seconds=seconds)
+        async with emulated_h10(ecg, speed=speed or 1.0, **emulator_options) as (addr, backend, sensor):
+            # the emulator may run faster than real time: its host clock keeps host and sensor times comparable
+            source = PolarH10Source(addr, backend=backend, clock=sensor.host_clock)
+            source.clock_rate = speed or 1.0  # EcgStream reports latency in physical time
+            yield source
+        return
+    yield PolarH10Source(address)
+
+
+async def stream_predictions(source: EcgSource, bundle: str, duration: float | None = None, print_lines: bool = True,
+                             as_json: bool = False, **stream_options) -> EcgStream:
+    stream = EcgStream(source, bundle, on_event=print_event if print_lines else None, **stream_options)
+    t0 = None
+    predictions = stream.stream()
+    try:
+        async for p in predictions:
+            t0 = p.start_sensor_s if t0 is None else t0
+            if print_lines:
+                if as_json:
+                    print(json.dumps({"t_s": round(p.end_sensor_s - t0, 3), "top": p.top_label,
+                                      "probabilities": p.probabilities, "quality": p.quality,
+                                      "latency_ms": p.latency_ms}), flush=True)
+                else:
+                    print(format_prediction(p, t0), flush=True)
+            if duration is not None and p.end_sensor_s - t0 >= duration - 0.01:
+                break
+    finally:
+        await predictions.aclose()
+    return stream
+
+
+def run_stream(a) -> EcgStream:
+    async def main():
+        async with open_source(a.address, a.emulate, a.replay, a.record, a.speed, a.fs, a.duration) as src:
+            return await stream_predictions(src, a.bundle, a.duration, True, a.json, runtime=a.runtime,
+                                            precision=a.precision, hop_s=a.hop, threads=a.threads, record_to=a.save)
+
+    stream = asyncio.run(main())
+    print("\nlatency per stage (ms):\n" + stream.latency.table())
+    return stream

@@ -1,0 +1,42 @@
+"""The command line as a user meets it."""
+import subprocess
+import sys
+
+import pytest
+
+from ecg_edge.cli import build_parser, main
+
+
+@pytest.mark.parametrize("cmd", ["distill", "quantize", "stream", "bench", "demo", "train-teacher"])
+def test_every_command_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    assert len(capsys.readouterr().out) > 300
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "ecg_edge", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "distil" in out.stdout
+
+
+def test_stream_replay_prints_live_predictions(shared, bundle_dir, capsys):
+    rec = shared / "data" / "cinc2017" / "training2017" / "A00008"
+    assert main(["stream", "--replay", str(rec), "--speed", "0", "--bundle", str(bundle_dir)]) == 0
+    out = capsys.readouterr().out
+    lines = [l for l in out.splitlines() if " s  " in l and "quality" in l]
+    assert len(lines) >= 3 and "AF" in lines[0]
+    assert "| end_to_end |" in out
+
+
+def test_stream_needs_a_source():
+    with pytest.raises(SystemExit, match="ADDRESS"):
+        main(["stream"])
+
+
+def test_named_errors_become_clear_messages(tmp_path, capsys):
+    assert main(["stream", "--replay", str(tmp_path / "missing"), "--bundle", str(tmp_path)]) == 2
+    assert "WFDB header" in capsys.readouterr().err
+    assert main(["quantize", "--student", str(tmp_path / "none.pth"), "--limit", "5", "--no-tflite",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "not found" in capsys.readouterr().err

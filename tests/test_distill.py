@@ -1,0 +1,96 @@
+"""Distillation on real Challenge 2017 windows, from the committed reference teacher and an official-format one."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from distill.checkpoint import load_model
+from distill.data import WindowSet, cinc2017_windows
+from distill.distiller import DistillConfig, distill, kd_loss
+from distill.student import EdgeStudent, StudentConfig, count_macs, count_params
+from distill.trainer import TrainConfig
+from edge_sdk.errors import EdgeSDKError
+
+
+def test_default_student_budget_and_int8_friendly_layers():
+    s = EdgeStudent(StudentConfig())
+    assert count_params(s) <= 300_000 and count_macs(s) <= 20_000_000
+    kinds = {type(m).__name__ for m in s.modules()}
+    assert kinds <= {"EdgeStudent", "Sequential", "ConvBNReLU", "ResidualConv", "Conv1d", "BatchNorm1d", "ReLU",
+                     "Dropout", "Linear"}
+    mods = list(s.modules())
+    for i, m in enumerate(mods):  # every BatchNorm directly follows a bias-free conv: foldable
+        if isinstance(m, nn.BatchNorm1d):
+            assert isinstance(mods[i - 1], nn.Conv1d) and mods[i - 1].bias is None
+
+
+def test_kd_loss_is_zero_only_for_matching_outputs():
+    t = torch.randn(8, 4)
+    assert float(kd_loss(t, t, 4.0, "softmax")) == pytest.approx(0, abs=1e-6)
+    assert float(kd_loss(t.flip(1), t, 4.0, "softmax")) > 0.01
+    same = float(kd_loss(t, t, 2.0, "sigmoid"))
+    assert float(kd_loss(-t, t, 2.0, "sigmoid")) > same
+
+
+@pytest.fixture(scope="module")
+def small_sets(cinc):
+    return cinc2017_windows("train", limit=60), cinc2017_windows("val", limit=40)
+
+
+def test_distill_from_reference_teacher_learns_and_resumes(tmp_path, small_sets, models_dir, monkeypatch):
+    train, val = small_sets
+    cfg = TrainConfig(epochs=3, batch_size=32, samples_per_epoch=256, lr=3e-3, out_dir=str(tmp_path / "run"))
+    import distill.distiller as d
+
+    calls = {"n": 0}
+    real_evaluate = d.evaluate
+
+    def crash_on_third_epoch(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash during epoch 3")
+        return real_evaluate(*args)
+
+    monkeypatch.setattr(d, "evaluate", crash_on_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", train, val, cfg=DistillConfig(), train_cfg=cfg)
+    monkeypatch.setattr(d, "evaluate", real_evaluate)
+    model, ckpt = load_model(tmp_path / "s.pth")  # best of the two finished epochs
+    assert ckpt["meta"]["teacher"]["sha256"] and ckpt["labels"][1] == "ATRIAL FIBRILLATION"
+    assert model(torch.zeros(1, 1, 5000)).shape == (1, 4)
+    cfg.resume = True
+    r = distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", train, val, cfg=DistillConfig(), train_cfg=cfg)
+    h = r["history"]
+    assert [e["epoch"] for e in h] == [1, 2, 3] and h[2]["loss"] < h[0]["loss"]
+    assert {"val_af_auroc", "val_macro_f1", "val_agreement"} <= set(h[0])
+    cfg.epochs = 5
+    with pytest.raises(EdgeSDKError, match="resume with the same values"):
+        distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", train, val, cfg=DistillConfig(), train_cfg=cfg)
+
+
+def test_distill_official_format_teacher_on_unlabeled_windows(tmp_path, reference, small_sets):
+    train, _ = small_sets
+    unlabeled = WindowSet(train.x[:200], np.full(200, -1), train.record_idx[:200], train.records)
+    cfg_json = json.loads((reference / "net1d_small_config.json").read_text())["config"]
+    cfg = TrainConfig(epochs=1, batch_size=32, samples_per_epoch=128, out_dir=str(tmp_path / "run"))
+    r = distill(reference / "net1d_small_checkpoint.pth", tmp_path / "s150.pth", unlabeled, unlabeled,
+                cfg=DistillConfig(alpha=1.0), train_cfg=cfg, teacher_config=cfg_json)
+    model, ckpt = load_model(tmp_path / "s150.pth")
+    assert ckpt["meta"]["activation"] == "sigmoid" and model.head.out_features == 150
+    assert "val_agreement" in r["history"][0] and "val_af_auroc" not in r["history"][0]
+
+
+def test_torchrun_ddp_two_processes_on_cpu(tmp_path, cinc, models_dir):
+    out = tmp_path / "ddp.pth"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "ecg_edge",
+           "distill", "--teacher", str(models_dir / "reference_teacher.pth"), "--limit", "30", "--epochs", "1",
+           "--samples-per-epoch", "128", "--batch-size", "16", "--out", str(out), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.exists() and "student:" in proc.stdout

@@ -1,0 +1,85 @@
+"""int8 ONNX (QDQ) and full-integer TFLite students in a verified bundle, on real held-out windows."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from distill.data import cinc2017_windows
+from edge_sdk.bundle import REQUIRED_KEYS, load_bundle
+from edge_sdk.errors import BundleError
+from edge_sdk.inference import open_backend
+from quantize.build import build_bundle
+
+
+@pytest.fixture(scope="module")
+def test_windows(cinc):
+    return cinc2017_windows("test", limit=120)
+
+
+def test_committed_bundle_card_is_complete(bundle_dir):
+    b = load_bundle(bundle_dir)
+    card = b.card
+    assert set(REQUIRED_KEYS) <= set(card)
+    assert card["labels"] == ["NORMAL SINUS RHYTHM", "ATRIAL FIBRILLATION", "OTHER RHYTHM", "NOISE"]
+    assert card["sample_rate_hz"] == 500 and card["window_samples"] == 5000
+    assert {"student_fp32.onnx", "student_int8.onnx", "student_int8.tflite", "teacher_fp32.onnx",
+            "teacher_int8.onnx"} == set(card["files"])
+    assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in card["files"].values())
+    assert card["student"]["params"] <= 300_000 and card["student"]["macs_per_window"] <= 20_000_000
+    assert card["teacher"]["checkpoint_sha256"]
+
+
+def test_int8_tracks_fp32_on_real_held_out_windows(bundle_dir, test_windows):
+    x = test_windows.x.astype(np.float32)
+    fp32 = open_backend(bundle_dir, precision="fp32").predict(x)
+    int8 = open_backend(bundle_dir, precision="int8").predict(x)
+    tfl = open_backend(bundle_dir, runtime="tflite").predict(x)
+    # measured on all 5,523 held-out windows: int8 ONNX max 0.067 / mean 0.0027, TFLite max 0.19 / mean 0.0041
+    err, err_tfl = np.abs(int8 - fp32), np.abs(tfl - fp32)
+    assert err.max() <= 0.08 and err.mean() <= 0.005 and (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.99
+    assert err_tfl.max() <= 0.2 and err_tfl.mean() <= 0.006 and (tfl.argmax(1) == fp32.argmax(1)).mean() >= 0.98
+
+
+def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, test_windows):
+    train = cinc2017_windows("train", limit=40)
+    calib = train.x[:64].astype(np.float32)
+    card = build_bundle(models_dir / "student.pth", tmp_path / "b", calib, test_windows, None, None, tflite=True)
+    fid = card["fidelity"]
+    assert fid["student_onnx_fp32_vs_torch"]["max_abs_prob_error"] < 1e-4
+    assert fid["student_onnx_int8_vs_fp32"]["mean_abs_prob_error"] <= 0.005
+    assert fid["student_onnx_int8_vs_fp32"]["n_records"] == 120
+    q = card["files"]["student_int8.onnx"]["quantization"]
+    assert q["format"] == "QDQ" and q["calibration_windows"] == 64
+    t = card["files"]["student_int8.tflite"]["quantization"]
+    assert t["input_dtype"] == "int8" and t["output_dtype"] == "int8"
+    b = load_bundle(tmp_path / "b")
+    assert open_backend(b, runtime="tflite").predict(test_windows.x[:3]).shape == (3, 4)
+
+
+def test_tampered_bundles_fail_clearly(tmp_path, bundle_dir):
+    bad = tmp_path / "bad"
+    shutil.copytree(bundle_dir, bad)
+    data = bytearray((bad / "student_int8.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (bad / "student_int8.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_bundle(bad)
+    shutil.copy(bundle_dir / "student_int8.onnx", bad / "student_int8.onnx")
+    load_bundle(bad)
+    card = json.loads((bad / "model_card.json").read_text())
+    for mutate, match in [(lambda c: c.update(version=99), "version"), (lambda c: c.pop("thresholds"), "lacks"),
+                          (lambda c: c.update(labels=["A"]), "output shape"),
+                          (lambda c: c.update(window_samples=100), "window_samples"),
+                          (lambda c: c.update(format="other"), "format")]:
+        c = json.loads(json.dumps(card))
+        mutate(c)
+        (bad / "model_card.json").write_text(json.dumps(c))
+        with pytest.raises(BundleError, match=match):
+            load_bundle(bad)
+    (bad / "model_card.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(bad)
+    (bad / "model_card.json").unlink()
+    with pytest.raises(BundleError, match="ecg-edge quantize"):
+        load_bundle(bad)
