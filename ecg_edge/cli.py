@@ -210,6 +210,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--eval-limit", type=int, default=None, help="only the first N held-out records for AUROC")
     p.add_argument("--stream-records", type=int, default=8)
     p.add_argument("--stream-seconds", type=float, default=25.0, help="length of the real-time streaming check")
+    p.add_argument("--emulated-streams", type=int, default=16,
+                   help="concurrent emulated Polar H10 streams (bumble + bleak) in the real-time check")
     p.add_argument("--quick", action="store_true", help="fewer repeats, 300 held-out records, 12-s streaming check")
     p.set_defaults(func=_run_bench)
 
@@ -219,7 +221,8 @@ def _run_bench(a) -> int:
 
     if a.quick:
         a.repeats, a.eval_limit, a.stream_seconds = min(a.repeats, 30), a.eval_limit or 300, min(a.stream_seconds, 12.0)
-    report = run_bench(a.bundle, a.teacher, a.out, a.repeats, a.batch, a.eval_limit, a.stream_records, a.stream_seconds)
+    report = run_bench(a.bundle, a.teacher, a.out, a.repeats, a.batch, a.eval_limit, a.stream_records, a.stream_seconds,
+                       emulated_count=a.emulated_streams)
     from .bench import markdown_table
 
     print(markdown_table(report))

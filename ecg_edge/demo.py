@@ -55,7 +55,8 @@ def run_demo(a) -> int:
     from .bench import markdown_table, run_bench
 
     print("\n[demo] benchmark (quick settings; `ecg-edge bench` for the full run)")
-    report = run_bench(a.bundle, TEACHER, a.out, repeats=30, eval_limit=300, stream_records=4, stream_seconds=12.0)
+    report = run_bench(a.bundle, TEACHER, a.out, repeats=30, eval_limit=300, stream_records=4, stream_seconds=12.0,
+                       emulated_count=4)
     print(markdown_table(report))
     print(f"[demo] done in {time.time() - t0:.0f} s; results in {a.out}/ (results.json, results.md, latency.png)")
     return 0
