@@ -7,7 +7,7 @@ gating, max-pooled and zero-channel-padded residuals, Swish activations.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F

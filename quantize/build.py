@@ -5,7 +5,6 @@ why distillation matters before int8.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from datetime import datetime, timezone
@@ -141,7 +140,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
 def print_report(card: dict) -> None:
     """Human-readable fidelity and size table."""
-    print(f"\nbundle sizes (bytes): " + ", ".join(f"{n}={f['bytes']:,}" for n, f in card["files"].items()))
+    print("\nbundle sizes (bytes): " + ", ".join(f"{n}={f['bytes']:,}" for n, f in card["files"].items()))
     for k, v in card["fidelity"].items():
         figures = ", ".join(f"{kk}={vv:.4f}" if isinstance(vv, float) else f"{kk}={vv}" for kk, vv in v.items())
         print(f"{k}: {figures}")

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from ecg_edge.cli import build_parser, main
+from ecg_edge.cli import main
 
 
 @pytest.mark.parametrize("cmd", ["distill", "quantize", "stream", "bench", "demo", "train-teacher"])
