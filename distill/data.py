@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from edge_sdk.datasets import CINC2017_CLASSES, Cinc2017, split_records
 from edge_sdk.preprocessing import DEFAULT_CONFIG
+from edge_sdk.records import read_wfdb
 from edge_sdk.windowing import record_windows
 
 SPLIT_SEED = 2017
@@ -57,7 +58,7 @@ class WindowSet:
 
 def _windows_of(args):
     root, name, hop_s = args
-    rec = Cinc2017(root).read(name)
+    rec = read_wfdb(Path(root) / "training2017" / name)
     return record_windows(rec.signal_mv, rec.fs_hz, hop_s).astype(np.float16)
 
 

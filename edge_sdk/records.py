@@ -28,7 +28,7 @@ class Record:
 
 
 def _wfdb_to_mv(signal: np.ndarray, units: list[str] | None, channel: int) -> np.ndarray:
-    unit = (units or ["mV"])[channel] if units else "mV"
+    unit = units[channel] if units else "mV"
     scale = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}.get(unit.lower(), 1.0)
     return signal * scale
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .preprocessing import DEFAULT_CONFIG, PreprocessingConfig, check_signal, preprocess_window, resample_uniform
+from .preprocessing import (DEFAULT_CONFIG, PreprocessingConfig, check_signal, preprocess_window, resample_uniform,
+                            split_windows)
 
 
 def record_windows(signal_mv: np.ndarray, fs_hz: float, hop_s: float = 5.0,
@@ -24,6 +25,4 @@ def record_windows(signal_mv: np.ndarray, fs_hz: float, hop_s: float = 5.0,
         out = np.zeros((1, w), np.float32)
         out[0, :x.shape[-1]] = preprocess_window(x, config)
         return out
-    hop = max(1, int(round(hop_s * config.fs_hz)))
-    starts = list(range(0, x.shape[-1] - w + 1, hop))
-    return preprocess_window(np.stack([x[s:s + w] for s in starts]), config)
+    return preprocess_window(split_windows(x, w, max(1, int(round(hop_s * config.fs_hz)))), config)
