@@ -87,7 +87,7 @@ def test_distill_official_format_teacher_on_unlabeled_windows(tmp_path, referenc
 
 def test_torchrun_ddp_two_processes_on_cpu(tmp_path, cinc, models_dir):
     out = tmp_path / "ddp.pth"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "ecg_edge",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ecg_edge",
            "distill", "--teacher", str(models_dir / "reference_teacher.pth"), "--limit", "30", "--epochs", "1",
            "--samples-per-epoch", "128", "--batch-size", "16", "--out", str(out), "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
