@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_sdk.bundle import sha256_of
+
 from .checkpoint import load_net1d, save_checkpoint
 from .data import WindowSet, save_npz_atomic
 from .metrics import evaluate
@@ -73,14 +75,6 @@ def teacher_targets(teacher: nn.Module, x: np.ndarray, teacher_id: str, cache: P
     return logits, feats
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: WindowSet | None = None,
             student_config: StudentConfig | None = None, cfg: DistillConfig = DistillConfig(),
             train_cfg: TrainConfig | None = None, teacher_config: dict | None = None,
@@ -101,7 +95,7 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     sc = student_config or StudentConfig(n_classes=n_classes)
     if sc.n_classes != n_classes:
         sc = StudentConfig(**{**asdict(sc), "n_classes": n_classes})
-    teacher_id = file_sha256(teacher_path)
+    teacher_id = sha256_of(teacher_path)
     t_logits, t_feats = teacher_targets(teacher, train.x, teacher_id, cache, train_cfg.device)
     feat_scale = t_feats.std(0, keepdims=True) + 1e-6
     t_feats_n = (t_feats / feat_scale).astype(np.float32)

@@ -143,13 +143,14 @@ def _run_quantize(a) -> int:
     if a.qat_epochs > 0:
         from distill.checkpoint import load_model
         from distill.data import cache_dir
-        from distill.distiller import file_sha256, teacher_targets
+        from distill.distiller import teacher_targets
+        from edge_sdk.bundle import sha256_of
         from quantize.qat import qat_finetune
 
         if not a.teacher:
             raise SystemExit("ecg-edge quantize: --qat-epochs needs the --teacher the student was distilled from")
         teacher, _ = load_model(a.teacher)
-        t_logits, _ = teacher_targets(teacher, train.x, file_sha256(a.teacher), cache_dir())
+        t_logits, _ = teacher_targets(teacher, train.x, sha256_of(a.teacher), cache_dir())
         student = str(Path(a.student).with_name(Path(a.student).stem + "_qat.pth"))
         r = qat_finetune(a.student, student, train.x, train.y, t_logits, epochs=a.qat_epochs,
                          self_weight=a.qat_self_weight)
