@@ -56,6 +56,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     files: dict[str, dict] = {}
     fidelity: dict[str, dict] = {}
     ridx, rlab = test.record_idx, test.record_labels()
+    x_test = test.x.astype(np.float32)  # float16 cache -> model input, once
 
     _log("export student fp32 ONNX")
     export_onnx(student, out / "student_fp32.onnx", activation)
@@ -70,10 +71,11 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
     _log(f"fidelity on {len(test)} held-out windows")
     with torch.no_grad():
-        torch_fp32 = torch.softmax(student(torch.from_numpy(test.x[:512].astype(np.float32))[:, None]), 1).numpy() \
+        torch_fp32 = torch.softmax(student(torch.from_numpy(x_test[:512])[:, None]), 1).numpy() \
             if activation == "softmax" else None
-    s_fp32 = _probs(OnnxBackend(out / "student_fp32.onnx", threads=2), test.x.astype(np.float32))
-    s_int8 = _probs(OnnxBackend(out / "student_int8.onnx", threads=2), test.x.astype(np.float32))
+    s_int8_backend = OnnxBackend(out / "student_int8.onnx", threads=2)
+    s_fp32 = _probs(OnnxBackend(out / "student_fp32.onnx", threads=2), x_test)
+    s_int8 = _probs(s_int8_backend, x_test)
     if torch_fp32 is not None:
         fidelity["student_onnx_fp32_vs_torch"] = {"max_abs_prob_error": float(np.abs(torch_fp32 - s_fp32[:512]).max())}
     fidelity["student_onnx_int8_vs_fp32"] = compare(s_fp32, s_int8, ridx, rlab)
@@ -86,7 +88,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
         _log("full-integer TFLite")
         tparams = convert_tflite_int8(student, activation, out / "student_int8.tflite", calibration)
         files["student_int8.tflite"] = {"runtime": "tflite", "precision": "int8", "role": "student", "quantization": tparams}
-        s_tfl = TFLiteBackend(out / "student_int8.tflite", threads=2).predict(test.x.astype(np.float32))
+        s_tfl = TFLiteBackend(out / "student_int8.tflite", threads=2).predict(x_test)
         fidelity["student_tflite_int8_vs_fp32"] = compare(s_fp32, s_tfl, ridx, rlab)
 
     teacher_card: dict = {"identity": meta.get("teacher", {})}
@@ -99,8 +101,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
                                 float_first_conv=float_first_conv)
         files["teacher_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "teacher"}
         files["teacher_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "teacher", "quantization": tq}
-        t_fp32 = _probs(OnnxBackend(out / "teacher_fp32.onnx", threads=2), test.x.astype(np.float32))
-        t_int8 = _probs(OnnxBackend(out / "teacher_int8.onnx", threads=2), test.x.astype(np.float32))
+        t_fp32 = _probs(OnnxBackend(out / "teacher_fp32.onnx", threads=2), x_test)
+        t_int8 = _probs(OnnxBackend(out / "teacher_int8.onnx", threads=2), x_test)
         fidelity["teacher_onnx_int8_vs_fp32"] = compare(t_fp32, t_int8, ridx, rlab)
         fidelity["student_fp32_vs_teacher_fp32"] = compare(t_fp32, s_fp32, ridx, rlab)
         teacher_card.update({"params": count_params(teacher), "macs_per_window": count_macs(teacher),
@@ -109,7 +111,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
     thresholds = {n: 0.5 for n in labels}
     if val is not None and len(labels) == 4:
-        v = _probs(OnnxBackend(out / "student_int8.onnx", threads=2), val.x.astype(np.float32))
+        v = _probs(s_int8_backend, val.x.astype(np.float32))
         thresholds = best_thresholds(v, val.record_idx, val.record_labels(), labels)
 
     card = {
