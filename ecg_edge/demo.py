@@ -49,7 +49,7 @@ def run_demo(a) -> int:
             return await stream_predictions(src, a.bundle, a.seconds, True)
 
     s = asyncio.run(stream())
-    print(f"\n[demo] {len(s.predictions)} windows, {s.samples_received} samples received, "
+    print(f"\n[demo] {s.prediction_count} windows, {s.samples_received} samples received, "
           f"sensor rate estimate {s.fs_estimate:.3f} Hz")
     print("latency per stage (ms):\n" + s.latency.table())
     from .bench import markdown_table, run_bench

@@ -49,6 +49,7 @@ def test_callback_and_async_iterator_see_the_same_predictions(cinc, bundle_dir):
     preds = run(consume())
     rec = cinc.read("A00001")
     assert preds == seen and len(preds) == len(record_windows(rec.signal_mv, rec.fs_hz, 5.0)) == 4  # 30 s, hop 5 s
+    assert stream.prediction_count == 4
     assert all(abs(sum(p.probabilities.values()) - 1) < 1e-4 for p in preds)
 
 

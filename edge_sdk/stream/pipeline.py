@@ -83,7 +83,7 @@ class EcgStream:
         self._resample_s = 0.0
         self.samples_received = 0
         self.fs_estimate = source.nominal_fs_hz
-        self.predictions: list[Prediction] = []
+        self.prediction_count = 0  # a count, not a list: a monitoring session may run for days
         # end-to-end latency is read on the source's host clock; an emulator running `clock_rate` times faster
         # than real time scales it back to physical milliseconds
         self._clock = source.clock
@@ -160,7 +160,7 @@ class EcgStream:
                 for k, v in lat.items():
                     self.latency.add(k, v / 1e3)
                 pred = self._prediction(w, probs, quality, lat, events)
-                self.predictions.append(pred)
+                self.prediction_count += 1
                 for cb in self._callbacks:
                     cb(pred)
                 yield pred
