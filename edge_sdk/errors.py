@@ -24,3 +24,12 @@ class BundleError(EdgeSDKError):
 
 class CheckpointError(EdgeSDKError):
     """A model checkpoint cannot be loaded (wrong format, keys or shapes)."""
+
+
+class LabelError(EdgeSDKError, ValueError):
+    """A label name, label table or dataset-label mapping is wrong: unknown or duplicate names, a dataset
+    label with no model output, thresholds outside [0, 1]."""
+
+
+class OutputExistsError(EdgeSDKError, FileExistsError):
+    """An output file or folder already exists and holds something; nothing is overwritten without ``--force``."""
