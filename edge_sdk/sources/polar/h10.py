@@ -100,7 +100,9 @@ class PolarH10Source(EcgSource):
     Iterating yields :class:`EcgChunk` and :class:`SourceEvent` (kinds ``connected``, ``already_streaming``,
     ``gap`` (detail ``gap_s``, ``samples``, ``reason``: lost_frames / reconnect / restart), ``duplicate``,
     ``sensor_stopped``, ``restarted``, ``disconnected``, ``reconnecting`` (``attempt``, ``delay_s``,
-    ``error``), ``clock_jump``, ``malformed_frame``, ``end``). Raises :class:`MtuTooSmallError`,
+    ``error``), ``clock_jump`` (``jump_s``: step of the sensor clock in s; the frame is kept, the time axis
+    stays continuous), ``malformed_frame``, ``malformed_control``, ``abandoned_response`` (a multi-part
+    control response cut off by a new one), ``malformed_heart_rate``, ``end``). Raises :class:`MtuTooSmallError`,
     :class:`PmdError` (error status), :class:`PmdTimeoutError`, :class:`LinkLostError` (first setup) or
     :class:`ReconnectFailedError`.
     """
@@ -341,11 +343,17 @@ class PolarH10Source(EcgSource):
     # ------------------------------------------------------------------ callbacks (bleak)
 
     def _on_control(self, data: bytearray, generation: int) -> None:
+        """bleak callback of the control point: never raises; bad indications become events."""
+        n_abandoned = len(self._assembler.abandoned)
         try:
             message = self._assembler.feed(bytes(data))
         except PmdError as exc:
             logger.warning("ignoring control point indication: %s", exc)
-            return
+            self._emit("malformed_control", error=str(exc), data=bytes(data).hex(" "))
+            message = None
+        for dropped in self._assembler.abandoned[n_abandoned:]:
+            self._emit("abandoned_response", head=dropped.head.hex(" "), params=dropped.params.hex(" "),
+                       reason=dropped.reason)
         if isinstance(message, SensorStopped):
             self._queue.put_nowait(_Stopped(message, generation))
         elif isinstance(message, ControlResponse):
@@ -356,11 +364,13 @@ class PolarH10Source(EcgSource):
                 logger.debug("unsolicited control response %s", message)
 
     def _on_heart_rate(self, data: bytearray) -> None:
+        """bleak callback of the Heart Rate Measurement: never raises on bad bytes (event ``malformed_heart_rate``)."""
         host = self.clock()
         try:
             hr = parse_heart_rate(bytes(data))
         except PmdError as exc:
             logger.warning("ignoring heart rate notification: %s", exc)
+            self._emit("malformed_heart_rate", error=str(exc), data=bytes(data).hex(" "))
             return
         self.heart_rates.append((host, hr))
         for cb in self._hr_callbacks:
@@ -384,6 +394,9 @@ class PolarH10Source(EcgSource):
         if timing.duplicate:
             self._emit("duplicate", timestamp_ns=frame.timestamp_ns, samples=n)
             return None
+        if timing.clock_jump_s:  # sensor clock stepped or a wild stamp: placed without a gap, axis re-anchored
+            self._emit("clock_jump", jump_s=timing.clock_jump_s, reason=self._segment_break or "sensor_clock",
+                       timestamp_ns=frame.timestamp_ns)
         gap, reason = float(timing.gap_before_s), "lost_frames"
         if self._segment_break:
             if previous_last is not None:

@@ -5,6 +5,7 @@ Byte facts follow Polar's public measurement-data specification (see ``shared/re
 """
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -12,6 +13,8 @@ from enum import IntEnum
 import numpy as np
 
 from ...errors import EdgeSDKError
+
+logger = logging.getLogger(__name__)
 
 PMD_SERVICE = "fb005c80-02e7-f387-1cad-8acd2d8df0c8"
 PMD_CONTROL = "fb005c81-02e7-f387-1cad-8acd2d8df0c8"
@@ -27,6 +30,8 @@ MIN_MTU = 70
 MAX_MTU = 232
 ECG_FRAME_HEADER = 10
 ECG_SAMPLE_BYTES = 3
+#: Byte 9 of an H10 ECG frame: uncompressed 3-byte signed samples in microvolts.
+ECG_FRAME_TYPE_UV24 = 0x00
 
 
 class Opcode(IntEnum):
@@ -148,42 +153,84 @@ class SensorStopped:
     mtypes: list[int]
 
 
+@dataclass
+class AbandonedResponse:
+    """A multi-part response that was dropped before its last part: a new response (different
+    ``F0 op type status`` header) arrived, or a continuation was malformed. ``head``: its 4 header bytes;
+    ``params``: the parameter bytes gathered so far; ``reason``: why it was dropped."""
+
+    head: bytes
+    params: bytes
+    reason: str
+
+
 class ControlPointAssembler:
     """Joins responses that span several indications: while byte 4 (``more``) is non-zero, the next
-    indication's bytes from index 5 on are appended. ``feed`` returns a complete message or None."""
+    indication's bytes from index 5 on are appended. ``feed`` returns a complete message or None.
+
+    Every part of a multi-part response repeats the header ``F0 op type status``. An indication with a
+    different header arriving mid-assembly is a NEW response (e.g. the ``F0 02`` answer to START): the
+    half-built one is abandoned, logged and appended to :attr:`abandoned`, and assembly starts afresh, so
+    the new response is not lost. Malformed input raises :class:`PmdError` and resets the assembler.
+    """
 
     def __init__(self) -> None:
         self._head: bytes | None = None
         self._params = bytearray()
+        #: multi-part responses dropped before completion (oldest first)
+        self.abandoned: list[AbandonedResponse] = []
+
+    def _abandon(self, reason: str) -> None:
+        if self._head is not None:
+            dropped = AbandonedResponse(self._head, bytes(self._params), reason)
+            self.abandoned.append(dropped)
+            logger.warning("abandoned a half-assembled PMD response %s (%d parameter bytes): %s",
+                           self._head.hex(" "), len(dropped.params), reason)
+        self._head, self._params = None, bytearray()
 
     def feed(self, data: bytes) -> ControlResponse | SensorStopped | None:
+        """Take one control point indication; return the completed message, or None while parts are pending.
+
+        Raises :class:`PmdError` for an empty, truncated or unknown indication, an unknown opcode or status.
+        """
         data = bytes(data)
         if not data:
-            raise PmdError("empty control point indication")
+            raise PmdError("empty control point indication; ignore it (the sensor repeats nothing)")
+        if self._head is not None and len(data) >= 4 and data[0] == RESPONSE_HEADER and data[:4] != self._head:
+            self._abandon(f"a new response {data[:4].hex(' ')} began before its last part")
         if self._head is not None:  # continuation
             if len(data) < 5:
-                raise PmdError(f"continuation indication {data.hex(' ')} is shorter than 5 bytes")
+                self._abandon(f"continuation {data.hex(' ')} is shorter than 5 bytes")
+                raise PmdError(f"continuation indication {data.hex(' ')} is shorter than 5 bytes; the "
+                               "response being assembled was dropped: send the command again")
             self._params += data[5:]
             more = data[4]
         elif data[0] == RESPONSE_HEADER:
             if len(data) < 4:
-                raise PmdError(f"control response {data.hex(' ')} is shorter than 4 bytes")
+                raise PmdError(f"control response {data.hex(' ')} is shorter than 4 bytes "
+                               "(F0 op type status); send the command again")
             self._head = data[:4]
             self._params = bytearray(data[5:])
             more = data[4] if len(data) > 4 else 0
         elif data[0] == 0x01:
             return SensorStopped(list(data[1:]))
         else:
-            raise PmdError(f"unexpected control point indication {data.hex(' ')}")
+            raise PmdError(f"unexpected control point indication {data.hex(' ')}: neither a response (F0 ...) "
+                           "nor a sensor stop (01 ...); it is ignored")
         if more:
             return None
         head, params = self._head, bytes(self._params)
         self._head, self._params = None, bytearray()
         try:
+            opcode = Opcode(head[1])
+        except ValueError:
+            raise PmdError(f"unknown PMD opcode 0x{head[1]:02x} in response {head.hex(' ')}; this SDK sends "
+                           "only GET_SETTINGS (01), START (02) and STOP (03): the response is ignored") from None
+        try:
             status = Status(head[3])
         except ValueError:
-            raise PmdError(f"unknown PMD status {head[3]} in {head.hex(' ')}") from None
-        return ControlResponse(Opcode(head[1]), head[2], status, params)
+            raise PmdError(f"unknown PMD status {head[3]} in {head.hex(' ')}; check the sensor firmware") from None
+        return ControlResponse(opcode, head[2], status, params)
 
 
 # ----------------------------------------------------------------------------- data frames
@@ -202,7 +249,11 @@ class EcgFrame:
 
 
 def parse_ecg_frame(data: bytes) -> EcgFrame:
-    """Decode ``00 <u64 ts> <frame type> <3-byte signed LE uV>*``. Raises :class:`PmdError` when malformed."""
+    """Decode ``00 <u64 ts ns> <frame type 00> <3-byte signed LE uV>*`` into samples in microvolts.
+
+    Raises :class:`PmdError` when malformed: shorter than the 10-byte header, not ECG (byte 0), a frame
+    type other than 0x00 (delta-compressed or another layout), or a payload not a multiple of 3 bytes.
+    """
     data = bytes(data)
     if len(data) < ECG_FRAME_HEADER:
         raise PmdError(f"ECG frame of {len(data)} bytes is shorter than its 10-byte header")
@@ -210,7 +261,11 @@ def parse_ecg_frame(data: bytes) -> EcgFrame:
         raise PmdError(f"frame of measurement type {data[0]} is not ECG (0)")
     frame_type = data[9]
     if frame_type & 0x80:
-        raise PmdError(f"delta-compressed ECG frame (type 0x{frame_type:02x}) is not produced by the H10")
+        raise PmdError(f"delta-compressed ECG frame (type 0x{frame_type:02x}) is not produced by the H10; "
+                       "the frame is skipped")
+    if frame_type != ECG_FRAME_TYPE_UV24:
+        raise PmdError(f"ECG frame type 0x{frame_type:02x} is not supported (only 0x00, 3-byte microvolt "
+                       "samples, as sent by the H10); the frame is skipped")
     payload = data[ECG_FRAME_HEADER:]
     if len(payload) % ECG_SAMPLE_BYTES:
         raise PmdError(f"ECG payload of {len(payload)} bytes is not a multiple of 3")
@@ -246,11 +301,21 @@ class HeartRateMeasurement:
 
 
 def parse_heart_rate(data: bytes) -> HeartRateMeasurement:
-    """Heart Rate Measurement (0x2A37): flags, u8/u16 bpm, optional energy, RR intervals in 1/1024 s."""
+    """Heart Rate Measurement (0x2A37): flags, u8/u16 bpm, optional u16 energy (kJ), RR intervals (u16 in
+    1/1024 s, returned in seconds).
+
+    Raises :class:`PmdError` when the bytes are fewer than the flags announce (e.g. ``01 50``: u16 heart
+    rate flagged, one byte present) or an RR interval is cut off.
+    """
     data = bytes(data)
     if len(data) < 2:
-        raise PmdError(f"heart rate measurement {data.hex(' ')} is too short")
+        raise PmdError(f"heart rate measurement {data.hex(' ')} is too short (needs flags + rate); "
+                       "the notification is ignored")
     flags = data[0]
+    need = 1 + (2 if flags & 0x01 else 1) + (2 if flags & 0x08 else 0)
+    if len(data) < need:
+        raise PmdError(f"heart rate measurement {data.hex(' ')} has {len(data)} bytes but its flags 0x{flags:02x} "
+                       f"announce at least {need}; the notification is ignored")
     i = 1
     if flags & 0x01:
         bpm = struct.unpack_from("<H", data, i)[0]
@@ -263,11 +328,12 @@ def parse_heart_rate(data: bytes) -> HeartRateMeasurement:
     if flags & 0x08:
         energy = struct.unpack_from("<H", data, i)[0]
         i += 2
-    rr = []
+    rr: list[float] = []
     if flags & 0x10:
-        while i + 2 <= len(data):
-            rr.append(struct.unpack_from("<H", data, i)[0] / 1024.0)
-            i += 2
+        if (len(data) - i) % 2:
+            raise PmdError(f"heart rate measurement {data.hex(' ')} ends in half an RR interval (RR values are "
+                           "u16); the notification is ignored")
+        rr = [v / 1024.0 for (v,) in struct.iter_unpack("<H", data[i:])]
     return HeartRateMeasurement(bpm, rr, contact, energy)
 
 
