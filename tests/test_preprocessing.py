@@ -64,3 +64,134 @@ def test_bad_rates_and_short_records():
         resample_linear(np.zeros(100), 0)
     with pytest.raises(SignalError, match="at least 5000"):
         split_windows(np.zeros(4999))
+
+
+# --- Fast implementation vs a straightforward scipy reference -------------------------------------------------
+# preprocess_window caches filter designs, precomputes filtfilt's initial conditions and uses scipy's 1-D median
+# fast path row by row. These references are the plain calls (the code before that change, with the official
+# scipy.signal.medfilt for the baseline); the fast path must reproduce them on real Challenge 2017 windows.
+
+from scipy.signal import butter, filtfilt, iirnotch, medfilt  # noqa: E402
+
+from edge_sdk.preprocessing import (PreprocessingConfig, filter_design, preprocess_windows,  # noqa: E402
+                                    resample_uniform)
+from edge_sdk.signal import StreamingResampler  # noqa: E402
+
+
+def reference_bandpass(x: np.ndarray, fs: float, cfg: PreprocessingConfig) -> np.ndarray:
+    """Official ``filter_bandpass`` of one window (n,) in mV at ``fs`` Hz, designing the filters on each call."""
+    b_n, a_n = iirnotch(cfg.notch_hz, cfg.notch_q, fs)
+    b_b, a_b = butter(cfg.bandpass_order, [cfg.bandpass_low_hz / (fs / 2), cfg.bandpass_high_hz / (fs / 2)], "band")
+    y = filtfilt(b_b, a_b, filtfilt(b_n, a_n, x))
+    return y - medfilt(y, int(cfg.median_window_seconds * fs) + 1)
+
+
+def reference_preprocess(x: np.ndarray, fs: float = 500, cfg: PreprocessingConfig = PreprocessingConfig()) -> np.ndarray:
+    y = reference_bandpass(x, fs, cfg)
+    return (y - y.mean()) / (y.std() + cfg.zscore_eps)
+
+
+@pytest.fixture(scope="module")
+def real_windows(cinc) -> np.ndarray:
+    """(n, 5000) mV windows at 500 Hz, hop 2.5 s, from records of every Challenge 2017 class."""
+    names = [n for label in "NAO~" for n in [r for r in cinc.records if cinc.labels[r] == label][:3]]
+    wins = []
+    for name in names:
+        rec = cinc.read(name)
+        x = resample_uniform(rec.signal_mv, rec.fs_hz)
+        if x.size >= 5000:
+            wins.append(split_windows(x, 5000, 1250)[:6])
+    return np.concatenate(wins)
+
+
+def test_fast_path_equals_scipy_reference_on_real_windows(real_windows):
+    assert real_windows.shape[0] >= 40
+    worst = 0.0
+    for w in real_windows:
+        expected = reference_preprocess(w)
+        got = preprocess_window(w, dtype=np.float64)
+        worst = max(worst, float(np.abs(got - expected).max()))
+        # the (b, a) band-pass is ill-conditioned (a last-bit change of its input moves the output by ~5e-7):
+        # only the official arithmetic keeps within 1e-6, so the filter stage must be the same to the bit
+        assert np.array_equal(bandpass_filter(w), reference_bandpass(w, 500, PreprocessingConfig()))
+        assert np.array_equal(preprocess_window(w), expected.astype(np.float32))
+    assert worst <= 1e-6
+
+
+def test_batch_equals_window_by_window(real_windows):
+    batch = preprocess_windows(real_windows)
+    assert batch.dtype == np.float32 and batch.shape == real_windows.shape
+    for row, w in zip(batch, real_windows):
+        np.testing.assert_array_equal(row, preprocess_window(w))
+    # 2-D input to the older entry points takes the same path
+    np.testing.assert_array_equal(preprocess_window(real_windows[:5]), batch[:5])
+    np.testing.assert_array_equal(bandpass_filter(real_windows[:3]), np.stack([bandpass_filter(w) for w in real_windows[:3]]))
+    np.testing.assert_array_equal(preprocess_windows(real_windows[:3], dtype=np.float64),
+                                  np.stack([reference_preprocess(w) for w in real_windows[:3]]))
+
+
+def test_batch_shapes():
+    assert preprocess_windows(np.zeros((0, 5000))).shape == (0, 5000)
+    with pytest.raises(SignalError, match="batch"):
+        preprocess_windows(np.zeros(5000))
+    with pytest.raises(SignalError, match="at least"):
+        preprocess_windows(np.zeros((0, 10)))
+
+
+def test_filter_designs_are_cached_per_config(real_windows):
+    assert filter_design(500, PreprocessingConfig()) is filter_design(500.0, PreprocessingConfig())
+    design = filter_design()
+    assert design.median_samples == 201 and design.min_samples == 28
+    with pytest.raises(ValueError):
+        design.band_a[0] = 2.0  # shared through the cache: read-only
+    # another mains frequency, band and rate get their own filters (a cache keyed too coarsely would not)
+    cfg = PreprocessingConfig(fs_hz=250, notch_hz=60.0, bandpass_high_hz=30.0, median_window_seconds=0.2)
+    assert filter_design(250, cfg) is not design and filter_design(250, cfg).median_samples == 51
+    w250 = resample_uniform(real_windows[0], 500, 250)[:2500]
+    np.testing.assert_allclose(preprocess_window(w250, cfg, np.float64), reference_preprocess(w250, 250, cfg),
+                               atol=1e-6, rtol=0)
+
+
+# --- StreamingResampler vs the straightforward implementation ----------------------------------------------
+
+
+class ReferenceResampler:
+    """The resampler before it was made cheap: ``np.r_`` to prepend the held sample, then ``np.interp``."""
+
+    def __init__(self, fs_out_hz: float = 500.0):
+        self.fs_out, self._t0, self._k, self._last = float(fs_out_hz), None, 0, None
+
+    def push(self, v, ts, th):
+        v, ts, th = (np.asarray(a, np.float64) for a in (v, ts, th))
+        if self._t0 is None:
+            self._t0 = float(ts[0])
+        if self._last is not None:
+            ts, th, v = np.r_[self._last[0], ts], np.r_[self._last[1], th], np.r_[self._last[2], v]
+        rel = ts - self._t0
+        k_end = int(np.floor(rel[-1] * self.fs_out + 1e-9))
+        t_rel = np.arange(self._k, k_end + 1) / self.fs_out
+        self._k, self._last = k_end + 1, (float(ts[-1]), float(th[-1]), float(v[-1]))
+        return np.interp(t_rel, rel, v), self._t0 + t_rel, np.interp(t_rel, rel, th)
+
+
+@pytest.mark.parametrize("chunk_sizes", [[73], [1, 2, 3, 130, 7]])
+def test_streaming_resampler_equals_reference_bit_for_bit(cinc, chunk_sizes):
+    rec = cinc.read("A00001")
+    x130 = resample_uniform(rec.signal_mv, rec.fs_hz, 130.0)  # a 130 Hz sensor
+    jitter = np.random.default_rng(0).uniform(-0.2, 0.2, x130.size) / 130.0  # BLE timestamps wobble
+    sensor_t = 1.7e9 + np.arange(x130.size) / 130.0 + jitter
+    host_t = sensor_t + 0.05
+    fast, ref = StreamingResampler(500.0), ReferenceResampler(500.0)
+    i, k, n_out = 0, 0, 0
+    while i < x130.size:
+        n = chunk_sizes[k % len(chunk_sizes)]
+        sl = slice(i, i + n)
+        got = fast.push(x130[sl], sensor_t[sl], host_t[sl])
+        expected = ref.push(x130[sl], sensor_t[sl], host_t[sl])
+        assert got.new_segment == (k == 0)
+        for a, b in zip((got.values_mv, got.sensor_time_s, got.host_time_s), expected):
+            np.testing.assert_array_equal(a, b)
+        n_out += got.values_mv.size
+        i, k = i + n, k + 1
+    assert n_out == int(np.floor((sensor_t[-1] - sensor_t[0]) * 500 + 1e-9)) + 1
+    assert fast.push(np.empty(0), np.empty(0), np.empty(0)).values_mv.size == 0
