@@ -4,9 +4,13 @@ Output samples sit at ``t0 + k / fs_out`` on the sensor clock (t0 = first sample
 like :func:`edge_sdk.preprocessing.resample_uniform` does for a whole record, so streamed windows equal
 training windows. A gap ends the segment: the next chunk starts a new grid and nothing is interpolated
 across the gap.
+
+Cost: a few whole-chunk numpy calls per :meth:`StreamingResampler.push` (no per-sample Python, no
+``np.r_``); the arithmetic is unchanged, so outputs are the same to the bit.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +27,12 @@ class ResampledBlock:
 
 
 class StreamingResampler:
+    """Linear interpolation of one segment of timestamped samples onto the grid ``t0 + k / fs_out_hz``.
+
+    ``fs_out_hz``: output rate in Hz (the model's, 500). Feed chunks with :meth:`push`; call :meth:`reset`
+    at a gap. Holds one input sample between pushes.
+    """
+
     def __init__(self, fs_out_hz: float = 500.0):
         self.fs_out = float(fs_out_hz)
         self.reset()
@@ -34,23 +44,32 @@ class StreamingResampler:
         self._last: tuple[float, float, float] | None = None  # (sensor t, host t, value) of last input
 
     def push(self, values_mv: np.ndarray, sensor_time_s: np.ndarray, host_time_s: np.ndarray) -> ResampledBlock:
-        """Add input samples (strictly increasing sensor times); return every output sample now computable."""
+        """Add input samples (strictly increasing sensor times); return every output sample now computable.
+
+        ``values_mv``, ``sensor_time_s``, ``host_time_s``: ``(n,)`` in mV, seconds (sensor clock) and seconds
+        (host clock). The returned block holds the ``(m,)`` outputs at ``fs_out`` Hz up to the last input time.
+        """
         v = np.asarray(values_mv, np.float64)
+        if v.size == 0:
+            return ResampledBlock(np.empty(0), np.empty(0), np.empty(0), False)
         ts = np.asarray(sensor_time_s, np.float64)
         th = np.asarray(host_time_s, np.float64)
         new_segment = self._t0 is None
-        if v.size == 0:
-            return ResampledBlock(np.empty(0), np.empty(0), np.empty(0), False)
         if self._t0 is None:
             self._t0 = float(ts[0])
-        if self._last is not None:
-            ts = np.r_[self._last[0], ts]
-            th = np.r_[self._last[1], th]
-            v = np.r_[self._last[2], v]
-        rel = ts - self._t0  # interpolate on times relative to the segment start: no loss from Unix-time magnitudes
-        k_end = int(np.floor(rel[-1] * self.fs_out + 1e-9))  # last computable output index
+        t0 = self._t0
+        if self._last is None:
+            rel = ts - t0  # interpolate on times relative to the segment start: no loss from Unix-time magnitudes
+        else:  # prepend the previous chunk's last sample, the left end of the first interval
+            last_ts, last_th, last_v = self._last
+            rel = np.empty(v.size + 1)
+            rel[0] = last_ts - t0
+            np.subtract(ts, t0, out=rel[1:])
+            th = np.concatenate(((last_th,), th))
+            v = np.concatenate(((last_v,), v))
+        k_end = math.floor(float(rel[-1]) * self.fs_out + 1e-9)  # last computable output index
         t_rel = np.arange(self._k, k_end + 1) / self.fs_out
-        out = ResampledBlock(np.interp(t_rel, rel, v), self._t0 + t_rel, np.interp(t_rel, rel, th), new_segment)
+        out = ResampledBlock(np.interp(t_rel, rel, v), t0 + t_rel, np.interp(t_rel, rel, th), new_segment)
         self._k = k_end + 1
         self._last = (float(ts[-1]), float(th[-1]), float(v[-1]))
         return out
