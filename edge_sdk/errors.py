@@ -33,3 +33,14 @@ class LabelError(EdgeSDKError, ValueError):
 
 class OutputExistsError(EdgeSDKError, FileExistsError):
     """An output file or folder already exists and holds something; nothing is overwritten without ``--force``."""
+
+
+class RecordFormatError(EdgeSDKError, ValueError):
+    """A record file exists but its content cannot be used as ECG: an unparsable or empty WFDB header, a
+    signal file of the wrong size, ragged or binary CSV, a corrupt ``.npz``, an invalid sample rate, gain or
+    timestamps, or units that are not a voltage."""
+
+
+class SplitError(DatasetError, ValueError):
+    """A record-level split cannot be made: fractions that are negative or do not sum to 1, or record names
+    and labels of different lengths."""

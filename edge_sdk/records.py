@@ -1,105 +1,405 @@
 """Read one single-lead ECG record from disk: WFDB (``.hea``), CSV or ``.npz``.
 
-Returns the signal in millivolts as float64 ``(n_samples,)`` and its sample rate in Hz.
+Every reader returns a :class:`Record`: the signal in millivolts as float64 ``(n_samples,)``, its sample
+rate in Hz and, when the file carries them (a recording of :class:`edge_sdk.stream.Recorder`, a CSV with a
+``time_s`` column), the per-sample times in seconds. Units come from the record (WFDB units field, CSV
+column name such as ``ecg_mv`` / ``ecg_uv`` / ``ecg_v``) or from the ``units`` argument; unknown units are
+refused, never assumed to be mV.
+
+Bad input ends in a named error: :class:`~edge_sdk.errors.RecordNotFoundError` (missing file),
+:class:`~edge_sdk.errors.RecordFormatError` (the file exists but cannot be used) or
+:class:`~edge_sdk.errors.SignalError` (bad arguments: sample rate, channel; NaN/inf samples).
 """
 from __future__ import annotations
 
+import io
+import math
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import RecordNotFoundError, SignalError
+from .errors import RecordFormatError, RecordNotFoundError, SignalError
 from .preprocessing import check_signal
+
+#: Multiply a value in these units by the factor to get millivolts (keys lower case; µ: micro sign and mu).
+UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "\u00b5v": 1e-3, "\u03bcv": 1e-3, "v": 1e3}
+_UNITS_HELP = "ECG must be in mV, uV (µV) or V"
 
 
 @dataclass
 class Record:
-    """One lead of ECG. ``signal_mv``: (n,) float64 millivolts; ``fs_hz``: sample rate in Hz."""
+    """One lead of ECG.
+
+    ``signal_mv``: (n,) float64 millivolts; ``fs_hz``: sample rate in Hz; ``lead``: channel name;
+    ``time_s``: (n,) per-sample times in seconds when the file recorded them (strictly increasing; a step
+    larger than 1.5 sample periods is a gap in the recording), else None (samples are ``i / fs_hz`` apart).
+    """
 
     name: str
     signal_mv: np.ndarray
     fs_hz: float
     lead: str = ""
+    time_s: np.ndarray | None = None
 
     @property
     def duration_s(self) -> float:
+        """Seconds of signal present (gaps in ``time_s`` not counted)."""
         return self.signal_mv.shape[0] / self.fs_hz
 
 
-def _wfdb_to_mv(signal: np.ndarray, units: list[str] | None, channel: int) -> np.ndarray:
-    unit = units[channel] if units else "mV"
-    scale = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}.get(unit.lower(), 1.0)
-    return signal * scale
+# ----------------------------------------------------------------------------- shared checks
+
+def check_fs(fs_hz: object, where: str = "fs_hz") -> float:
+    """``fs_hz`` as a float sample rate in Hz; raise :class:`SignalError` unless it is positive and finite."""
+    try:
+        fs = float(fs_hz)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SignalError(f"{where} must be a sample rate in Hz (e.g. 130, 300), got {fs_hz!r}") from None
+    if not (math.isfinite(fs) and fs > 0):
+        raise SignalError(f"{where} must be a positive, finite sample rate in Hz (e.g. 130, 300), got {fs_hz!r}")
+    return fs
 
 
-def read_wfdb(path: str | Path, channel: int | str = 0, sampto: int | None = None) -> Record:
-    """Read channel ``channel`` (index or name, e.g. ``'MLII'``) of a WFDB record (path without extension)."""
+def units_to_mv(units: str, where: str, fix: str = "pass units='mV', 'uV' or 'V'") -> float:
+    """Factor converting values in ``units`` (mV, uV, µV, V; any case) to millivolts.
+
+    Raises :class:`RecordFormatError` for any other unit (e.g. mmHg, NU, ADC counts) saying where it came
+    from and, in ``fix``, what to do.
+    """
+    key = str(units).strip().lower()
+    if key not in UNITS_TO_MV:
+        raise RecordFormatError(f"{where}: units {units!r} are not a voltage; {_UNITS_HELP}: {fix}")
+    return UNITS_TO_MV[key]
+
+
+def _check_units_arg(units: str | None, record_units: str | None, where: str) -> None:
+    """An explicit ``units`` argument must be a voltage and agree with what the record says."""
+    if units is None:
+        return
+    units_to_mv(units, "units argument")
+    if record_units is not None and UNITS_TO_MV[units.strip().lower()] != UNITS_TO_MV[record_units.strip().lower()]:
+        raise RecordFormatError(f"{where} says its units are {record_units!r} but units={units!r} was passed; "
+                                "drop the units argument (the record's own units are used)")
+
+
+# ----------------------------------------------------------------------------- WFDB
+
+def _wfdb_header_lines(hea: Path) -> list[str]:
+    try:
+        text = hea.read_text(encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise RecordFormatError(f"WFDB header {hea} is not text (binary data?); restore the .hea file from the "
+                                "data set") from None
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not lines:
+        raise RecordFormatError(f"WFDB header {hea} is empty; restore the .hea file from the data set")
+    return lines
+
+
+def _check_wfdb_raw_fields(hea: Path, lines: list[str], header: object, channel: int) -> None:
+    """Check what ``wfdb`` silently replaces by defaults: an unparsable sample rate (-300 becomes 250) and an
+    ADC gain of 0 (uncalibrated; becomes 200)."""
+    tokens = lines[0].split()
+    if len(tokens) >= 3:  # record line: name n_sig fs[/counter_freq[(base)]] ...
+        fs_text = re.split(r"[/(]", tokens[2], maxsplit=1)[0]
+        try:
+            fs_raw = float(fs_text)
+        except ValueError:
+            fs_raw = math.nan
+        if not (math.isfinite(fs_raw) and fs_raw > 0) or fs_raw != float(header.fs):
+            raise RecordFormatError(f"WFDB header {hea}: sample rate {tokens[2]!r} is not a positive number of Hz; "
+                                    "fix the record line (e.g. 'A00001 1 300 9000')")
+    if channel + 1 < len(lines):
+        sig_tokens = lines[channel + 1].split()
+        if len(sig_tokens) >= 3:  # signal line: file fmt gain[(baseline)][/units] ...
+            gain_text = re.split(r"[/(]", sig_tokens[2], maxsplit=1)[0]
+            try:
+                gain = float(gain_text)
+            except ValueError:
+                gain = math.nan
+            if not math.isfinite(gain) or gain == 0:
+                raise RecordFormatError(f"WFDB header {hea}: ADC gain {sig_tokens[2]!r} of signal {channel} is 0 or "
+                                        "not a number (uncalibrated): amplitudes in mV are unknown; put the real "
+                                        "gain (ADC units per mV, e.g. 200 or 1000) in the header")
+
+
+def _check_wfdb_file_sizes(base: Path, header: object) -> None:
+    """Signal files must hold exactly ``sig_len`` frames (wfdb pads or ignores a wrong size silently)."""
+    from wfdb.io._signal import BYTES_PER_SAMPLE
+
+    sig_len = getattr(header, "sig_len", None)
+    files = getattr(header, "file_name", None) or []
+    if not sig_len or not files:
+        return
+    per_file: dict[str, list[int]] = {}
+    for i, name in enumerate(files):
+        per_file.setdefault(name, []).append(i)
+    for name, chans in per_file.items():
+        fmt = str(header.fmt[chans[0]])
+        bps = BYTES_PER_SAMPLE.get(fmt, 0)
+        if not bps:  # compressed (FLAC) formats: size not predictable
+            continue
+        path = base.parent / name
+        if not path.exists():
+            raise RecordNotFoundError(f"signal file {path} of WFDB record {base.name} not found; copy it next to "
+                                      f"{base.with_suffix('.hea').name}")
+        spf = sum(int((header.samps_per_frame or [1] * len(files))[c] or 1) for c in chans)
+        offset = int((header.byte_offset or [0] * len(files))[chans[0]] or 0)
+        expected = offset + math.ceil(sig_len * spf * bps)
+        actual = path.stat().st_size
+        if actual != expected:
+            raise RecordFormatError(f"signal file {path} has {actual} bytes but header {base.name}.hea describes "
+                                    f"{sig_len} samples x {spf} signal(s) in format {fmt} = {expected} bytes; the "
+                                    "file is truncated or belongs to another record: restore it from the data set")
+
+
+def read_wfdb(path: str | Path, channel: int | str = 0, sampto: int | None = None,
+              units: str | None = None) -> Record:
+    """Read channel ``channel`` (index or name, e.g. ``'MLII'``) of a WFDB record (path without extension),
+    converted to mV from the units in its header (mV, uV/µV or V).
+
+    ``sampto``: read samples ``[0, sampto)`` only. ``units``: optional, must agree with the header.
+    Raises :class:`RecordNotFoundError` (no header/signal file), :class:`RecordFormatError` (empty or
+    unparsable header, sample rate <= 0, gain 0, wrong-size signal file, non-voltage units) or
+    :class:`SignalError` (unknown channel, NaN samples).
+    """
     import wfdb
 
     p = Path(path)
     base = p.with_suffix("") if p.suffix in (".hea", ".dat", ".mat") else p
-    if not base.with_suffix(".hea").exists():
-        raise RecordNotFoundError(f"WFDB header {base.with_suffix('.hea')} not found; pass the record path "
+    hea = base.with_suffix(".hea")
+    if not hea.exists():
+        raise RecordNotFoundError(f"WFDB header {hea} not found; pass the record path "
                                   "without extension, e.g. data/cinc2017/training2017/A00001")
-    sig, fields = wfdb.rdsamp(str(base), sampto=sampto)
-    names = list(fields.get("sig_name") or [])
+    lines = _wfdb_header_lines(hea)
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as exc:  # noqa: BLE001 - wfdb raises IndexError, ValueError, its own HeaderSyntaxError...
+        raise RecordFormatError(f"WFDB header {hea} cannot be parsed ({type(exc).__name__}: {exc}); it must "
+                                "start with a record line such as 'A00001 1 300 9000': restore it") from None
+    names = list(getattr(header, "sig_name", None) or [])
+    n_sig = int(getattr(header, "n_sig", 0) or 0)
+    if n_sig < 1 or not getattr(header, "file_name", None):
+        raise RecordFormatError(f"WFDB header {hea} describes no signal; it needs one signal line per channel")
     if isinstance(channel, str):
         if channel not in names:
             raise SignalError(f"record {base.name} has channels {names}, not {channel!r}")
         channel = names.index(channel)
-    if not 0 <= channel < sig.shape[1]:
-        raise SignalError(f"record {base.name} has {sig.shape[1]} channel(s); channel {channel} does not exist")
-    x = _wfdb_to_mv(sig[:, channel].astype(np.float64), fields.get("units"), channel)
-    x = check_signal(x, min_samples=2, name=f"record {base.name}")
-    return Record(base.name, x, float(fields["fs"]), names[channel] if names else "")
+    if not 0 <= channel < n_sig:
+        raise SignalError(f"record {base.name} has {n_sig} channel(s); channel {channel} does not exist")
+    _check_wfdb_raw_fields(hea, lines, header, channel)
+    record_units = (getattr(header, "units", None) or ["mV"] * n_sig)[channel] or "mV"
+    scale = units_to_mv(record_units, f"WFDB record {base.name}, signal {channel}",
+                        "pick an ECG channel, or correct the units in the header's signal line (e.g. 1000/mV)")
+    _check_units_arg(units, record_units, f"WFDB record {base.name}")
+    _check_wfdb_file_sizes(base, header)
+    if sampto is not None and not 2 <= int(sampto) <= (header.sig_len or sampto):
+        raise SignalError(f"sampto={sampto} is outside [2, {header.sig_len}] samples of record {base.name}")
+    try:
+        sig, fields = wfdb.rdsamp(str(base), sampto=sampto, channels=[channel])
+    except Exception as exc:  # noqa: BLE001 - wfdb raises many types for a damaged record
+        raise RecordFormatError(f"WFDB record {base} cannot be read ({type(exc).__name__}: {exc}); restore its "
+                                ".hea and signal files from the data set") from None
+    x = check_signal(sig[:, 0].astype(np.float64) * scale, min_samples=2, name=f"record {base.name}")
+    fs = check_fs(fields["fs"], f"sample rate of WFDB record {base.name}")
+    return Record(base.name, x, fs, names[channel] if names else "")
 
 
-def read_csv(path: str | Path, fs_hz: float | None = None, column: int = -1) -> Record:
-    """Read a CSV with one sample per row, values in mV (optionally a header and a time column).
+# ----------------------------------------------------------------------------- CSV
 
-    Recordings written by :class:`edge_sdk.stream.Recorder` (header ``sensor_time_s,host_time_s,ecg_uv``) are
-    recognised: microvolts are converted to millivolts and the sample rate comes from the timestamps.
+_TIME_COLUMN = re.compile(
+    r"^(t|ts|time|timestamps?|datetime|date|elapsed|seconds?|secs?|ms|samples?|sample_(index|no|number)|index|idx)"
+    r"([_ (\[].*)?$|^.*_(time|ts|timestamp)([_ (\[].*)?$", re.IGNORECASE)
+_SECONDS_COLUMN = re.compile(r"^(t|time|elapsed|timestamp|.*_time)[_ ]?[(\[]?s[)\]]?$", re.IGNORECASE)
+_UNIT_SUFFIX = re.compile(r"(?:.*?(?:[_ ]+|(?=[(\[])))?[(\[]?\s*(mv|uv|\u00b5v|\u03bcv|v)\s*[)\]]?", re.IGNORECASE)
+_NON_VOLTAGE_SUFFIX = re.compile(r".*?(?:[_ ]+|(?=[(\[]))[(\[]?\s*(adu|adc|counts?|raw|mmhg|kpa|nu|bpm|%)\s*[)\]]?",
+                                 re.IGNORECASE)
+
+
+def _column_units(name: str) -> str | None:
+    """Units stated in a CSV column name (``ecg_mv`` -> ``'mv'``, ``ECG (uV)`` -> ``'uv'``), else None.
+
+    Raises :class:`RecordFormatError` for a name stating a non-voltage unit (``ecg_adu``, ``bp_mmhg``).
+    """
+    m = _UNIT_SUFFIX.fullmatch(name.strip())
+    if m:
+        return m.group(1).lower()
+    bad = _NON_VOLTAGE_SUFFIX.fullmatch(name.strip())
+    if bad:
+        raise RecordFormatError(f"CSV column {name!r} is in {bad.group(1)!r}, not a voltage; {_UNITS_HELP}: "
+                                "convert it (e.g. to a column ecg_mv)")
+    return None
+
+
+def _pick_column(header: list[str], n_cols: int, column: int | str | None, where: str) -> int:
+    """Index of the ECG column: ``column`` if given, else the only non-time column (by name), preferring names
+    starting with 'ecg'. A time column is never returned."""
+    if column is not None:
+        if isinstance(column, str):
+            if column not in header:
+                raise SignalError(f"{where} has columns {header}, not {column!r}")
+            idx = header.index(column)
+        else:
+            if not -n_cols <= int(column) < n_cols:
+                raise SignalError(f"{where} has {n_cols} column(s); column {column} does not exist")
+            idx = int(column) % n_cols
+        if header and _TIME_COLUMN.match(header[idx]):
+            raise SignalError(f"{where}: column {header[idx]!r} is a time column, not ECG; pick the ECG column")
+        return idx
+    if not header:
+        return n_cols - 1  # the last column; read_csv refuses it if it looks like a time axis
+    candidates = [i for i, h in enumerate(header) if not _TIME_COLUMN.match(h)]
+    if len(candidates) > 1:
+        ecg = [i for i in candidates if header[i].strip().lower().startswith("ecg")]
+        candidates = ecg if len(ecg) == 1 else candidates
+    if len(candidates) != 1:
+        raise RecordFormatError(f"{where} has columns {header}: cannot tell which one is ECG; name it ecg_mv "
+                                "(or ecg_uv / ecg_v) or pass column=<name>")
+    return candidates[0]
+
+
+def _fs_from_times(t: np.ndarray, where: str) -> float:
+    """Sample rate (Hz) from per-sample times (s), ignoring gaps (steps > 1.5 x the median step)."""
+    d = np.diff(t)
+    med = float(np.median(d))
+    keep = d <= 1.5 * med
+    return check_fs(float(np.count_nonzero(keep)) / float(np.sum(d[keep])), f"sample rate implied by {where}")
+
+
+def _check_times(t: np.ndarray, where: str) -> None:
+    if not np.all(np.isfinite(t)):
+        raise RecordFormatError(f"{where} contains NaN/inf timestamps; remove those rows")
+    bad = np.flatnonzero(np.diff(t) <= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise RecordFormatError(f"{where}: timestamps do not increase at data row {i + 2} ({float(t[i])!r} then "
+                                f"{float(t[i + 1])!r}; {bad.size} such step(s)); the time axis cannot be trusted: cut "
+                                "the file there, or delete the time column(s) and pass fs_hz")
+
+
+def read_csv(path: str | Path, fs_hz: float | None = None, column: int | str | None = None,
+             units: str | None = None) -> Record:
+    """Read a comma-separated ECG record; returns millivolts.
+
+    Layout: one sample per row; an optional header line names the columns. The ECG column is chosen by name
+    (``column`` overrides): the only column that is not a time column (``time_s``, ``t``, ``sensor_time_s``,
+    ``timestamp``, ``sample``...), preferring one starting with ``ecg``; a time column is never used as ECG.
+    Without a header the last column is used (refused if it increases on every row, like a time axis).
+    Units: from the column name suffix (``ecg_mv``: mV, ``ecg_uv``/``ecg_µv``: microvolts, converted to mV,
+    ``ecg_v``: volts), else ``units`` ('mV', 'uV', 'V'), else mV. Sample rate: ``fs_hz`` (Hz) if given, else
+    from a time column in seconds (``sensor_time_s``, ``time_s``, ``t_s``), ignoring gaps; the times are
+    kept in :attr:`Record.time_s`. Recordings of :class:`edge_sdk.stream.Recorder`
+    (``sensor_time_s,host_time_s,ecg_uv``) are read this way.
+
+    Raises :class:`RecordNotFoundError`, :class:`RecordFormatError` (binary, empty, ragged or non-numeric
+    rows, unknown units, timestamps not increasing, several candidate columns) or :class:`SignalError`
+    (bad ``fs_hz``, no sample rate at all, NaN samples).
     """
     p = Path(path)
     if not p.exists():
         raise RecordNotFoundError(f"CSV record {p} not found")
-    with p.open() as f:
-        first = f.readline()
+    where = f"CSV {p.name}"
+    if fs_hz is not None:
+        fs_hz = check_fs(fs_hz)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise RecordFormatError(f"{where} is not UTF-8 text (a binary file?); export the ECG as CSV text") from None
+    if "\x00" in text:
+        raise RecordFormatError(f"{where} contains NUL bytes (a binary file?); export the ECG as CSV text")
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
     header: list[str] = []
     try:
         [float(v) for v in first.strip().split(",") if v.strip()]
     except ValueError:  # a header line such as "time_s,ecg_mv"
-        header = [h.strip() for h in first.strip().split(",")]
-    data = np.genfromtxt(p, delimiter=",", dtype=np.float64, skip_header=1 if header else 0, ndmin=2)
-    if "ecg_uv" in header and "sensor_time_s" in header:
-        t = data[:, header.index("sensor_time_s")]
-        if fs_hz is None and t.size > 1:
-            fs_hz = float((t.size - 1) / (t[-1] - t[0]))
-        x = data[:, header.index("ecg_uv")] * 1e-3
-    else:
-        x = data[:, column]
+        header = [h.strip().strip('"').strip("'").strip() for h in first.strip().split(",")]
+    body = text
+    if header:
+        body = text[text.index(first) + len(first):]
+    if not body.strip():
+        raise RecordFormatError(f"{where} holds no samples (empty{' apart from its header' if header else ''}); "
+                                "write one sample per row")
+    try:
+        data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise RecordFormatError(f"{where} is not a numeric comma-separated table ({exc}); every row must have "
+                                "the same number of comma-separated numbers") from None
+    n_cols = data.shape[1]
+    if header and len(header) != n_cols:
+        raise RecordFormatError(f"{where}: header names {len(header)} columns {header} but rows have {n_cols}; "
+                                "make them agree")
+    idx = _pick_column(header, n_cols, column, where)
+    if not header and column is None and n_cols > 1 and data.shape[0] >= 10 and np.all(np.diff(data[:, idx]) > 0):
+        raise RecordFormatError(f"{where} has {n_cols} columns and no header, and its last column increases on "
+                                "every row like a time axis, not ECG: pass column=<index of the ECG column>, or add "
+                                "a header such as 'time_s,ecg_mv'")
+    col_units = _column_units(header[idx]) if header else None
+    _check_units_arg(units, col_units, f"{where} column {header[idx]!r}" if header else where)
+    scale = units_to_mv(col_units or units or "mV", where)
+    x = check_signal(data[:, idx] * scale, min_samples=2, name=where)
+    time_s = None
+    seconds = [i for i, h in enumerate(header) if _SECONDS_COLUMN.match(h)]
+    if seconds:
+        ti = header.index("sensor_time_s") if "sensor_time_s" in header else seconds[0]
+        t = data[:, ti].copy()
+        _check_times(t, f"{where} column {header[ti]!r}")
+        time_s = t
+        if fs_hz is None:
+            fs_hz = _fs_from_times(t, f"{where} column {header[ti]!r}")
     if fs_hz is None:
-        raise SignalError(f"CSV {p.name} carries no sample rate: pass fs_hz (e.g. --fs 130)")
-    return Record(p.stem, check_signal(x, min_samples=2, name=f"CSV {p.name}"), float(fs_hz))
+        raise SignalError(f"{where} carries no sample rate: pass fs_hz (e.g. --fs 130) or add a time_s column")
+    return Record(p.stem, x, float(fs_hz), header[idx] if header else "", time_s)
 
 
-def read_npz(path: str | Path) -> Record:
-    """Read an ``.npz`` holding ``signal_mv`` (n,) and ``fs_hz`` (scalar)."""
+# ----------------------------------------------------------------------------- npz
+
+def read_npz(path: str | Path, units: str | None = None) -> Record:
+    """Read an ``.npz`` holding ``signal_mv`` (n,) in millivolts and ``fs_hz`` (scalar, Hz).
+
+    Raises :class:`RecordNotFoundError`, :class:`RecordFormatError` (not a readable npz, missing arrays,
+    wrong shapes, pickled objects, ``units`` other than mV) or :class:`SignalError` (bad rate, NaN samples).
+    """
     p = Path(path)
     if not p.exists():
         raise RecordNotFoundError(f"npz record {p} not found")
-    with np.load(p, allow_pickle=False) as z:
-        if "signal_mv" not in z.files or "fs_hz" not in z.files:
-            raise SignalError(f"{p} must hold arrays 'signal_mv' and 'fs_hz', it has {z.files}")
-        return Record(p.stem, check_signal(z["signal_mv"], 2, f"npz {p.name}"), float(z["fs_hz"]))
+    _check_units_arg(units, "mV", f"npz {p.name} (array signal_mv)")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "signal_mv" not in z.files or "fs_hz" not in z.files:
+                raise RecordFormatError(f"{p} must hold arrays 'signal_mv' and 'fs_hz', it has {z.files}; save it "
+                                        "with numpy.savez(path, signal_mv=x_mv, fs_hz=fs)")
+            signal, fs = z["signal_mv"], z["fs_hz"]
+    except RecordFormatError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise RecordFormatError(f"{p} is not a readable numpy .npz ({type(exc).__name__}: {exc}); save it again "
+                                "with numpy.savez(path, signal_mv=x_mv, fs_hz=fs)") from None
+    if np.ndim(signal) != 1 or np.size(fs) != 1:
+        raise RecordFormatError(f"{p}: signal_mv must have shape (n,) and fs_hz be a scalar, got "
+                                f"{np.shape(signal)} and {np.shape(fs)}; store one lead")
+    if np.asarray(fs).dtype.kind not in "fiu":
+        raise RecordFormatError(f"{p}: fs_hz must be a number, got dtype {np.asarray(fs).dtype}")
+    return Record(p.stem, check_signal(signal, 2, f"npz {p.name}"),
+                  check_fs(np.asarray(fs).item(), f"fs_hz of {p.name}"))
 
 
-def read_record(path: str | Path, fs_hz: float | None = None, channel: int | str = 0) -> Record:
-    """Read a record by extension: ``.csv`` (needs ``fs_hz``), ``.npz``, otherwise WFDB."""
+def read_record(path: str | Path, fs_hz: float | None = None, channel: int | str = 0,
+                units: str | None = None, column: int | str | None = None) -> Record:
+    """Read a record by extension: ``.csv`` (see :func:`read_csv`; ``fs_hz`` in Hz when it has no time column,
+    ``column`` picks its ECG column), ``.npz`` (:func:`read_npz`), otherwise WFDB (:func:`read_wfdb`,
+    ``channel`` = signal index or name). The result is always in mV. ``units``: units of the stored
+    values when the file does not say (CSV), checked against the file when it does. ``fs_hz`` must be a
+    positive finite rate (:class:`SignalError` otherwise); WFDB and npz records carry their own rate.
+    """
     p = Path(path)
-    if p.suffix == ".csv":
-        return read_csv(p, fs_hz)
-    if p.suffix == ".npz":
-        return read_npz(p)
-    return read_wfdb(p, channel=channel)
+    if fs_hz is not None:
+        fs_hz = check_fs(fs_hz)
+    if p.suffix.lower() == ".csv":
+        return read_csv(p, fs_hz, column=column, units=units)
+    if p.suffix.lower() == ".npz":
+        return read_npz(p, units=units)
+    return read_wfdb(p, channel=channel, units=units)

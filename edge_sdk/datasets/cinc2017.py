@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError, RecordNotFoundError
+from ..errors import DatasetError, RecordNotFoundError, SplitError
 from ..paths import cinc2017_dir
 from ..records import Record, read_wfdb
 
@@ -23,18 +23,31 @@ class Cinc2017:
         ref = self.root / "REFERENCE-v3.csv"
         if not ref.exists():
             raise DatasetError(f"{ref} not found: point root at the cinc2017 folder holding REFERENCE-v3.csv")
-        with ref.open() as f:
-            rows = [r for r in csv.reader(f) if r]
+        try:
+            with ref.open(encoding="utf-8-sig", newline="") as f:
+                rows = [[c.strip() for c in r] for r in csv.reader(f) if r]
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DatasetError(f"{ref} is not a CSV text file ({type(exc).__name__}: {exc}); restore it from the "
+                               "data set") from None
         bad = [r for r in rows if len(r) != 2 or r[1] not in CINC2017_CLASSES]
         if bad:
             raise DatasetError(f"{ref}: malformed rows, e.g. {bad[0]}; expected 'record,label' with label in N/A/O/~")
+        if not rows:
+            raise DatasetError(f"{ref} lists no record; restore it from the data set")
         self.labels: dict[str, str] = {r[0]: r[1] for r in rows}
+        if len(self.labels) != len(rows):
+            seen: set[str] = set()
+            dup = next(r[0] for r in rows if r[0] in seen or seen.add(r[0]))
+            raise DatasetError(f"{ref}: record {dup!r} is listed more than once; keep one label per record")
         self.records = sorted(self.labels)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def label_index(self, name: str) -> int:
+        """Index of record ``name``'s label in :data:`CINC2017_CLASSES`; :class:`RecordNotFoundError` if unlisted."""
+        if name not in self.labels:
+            raise RecordNotFoundError(f"record {name!r} is not in {self.root / 'REFERENCE-v3.csv'}")
         return CINC2017_CLASSES.index(self.labels[name])
 
     def read(self, name: str) -> Record:
@@ -48,10 +61,13 @@ def split_records(names: list[str], labels: list[str], fractions: tuple[float, f
                   seed: int = 2017) -> dict[str, list[str]]:
     """Record-level stratified split into ``train``/``val``/``test`` with a fixed seed.
 
-    Each class is shuffled with ``numpy.random.default_rng(seed)`` and cut by ``fractions``.
+    Each class is shuffled with ``numpy.random.default_rng(seed)`` and cut by ``fractions``. Raises
+    :class:`~edge_sdk.errors.SplitError` (a ``ValueError``) for bad fractions or names/labels of different lengths.
     """
-    if abs(sum(fractions) - 1.0) > 1e-9:
-        raise ValueError(f"fractions must sum to 1, got {fractions}")
+    if len(fractions) != 3 or any(not 0 <= f <= 1 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise SplitError(f"fractions must be three numbers in [0, 1] summing to 1 (train, val, test), got {fractions}")
+    if len(names) != len(labels):
+        raise SplitError(f"{len(names)} record names but {len(labels)} labels: pass one label per record")
     rng = np.random.default_rng(seed)
     out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     by_class: dict[str, list[str]] = {}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError, RecordNotFoundError
+from ..errors import DatasetError, RecordFormatError, RecordNotFoundError
 from ..paths import mitdb_dir
 from ..records import Record, read_wfdb
 
@@ -30,7 +30,13 @@ class MitBih:
         rec_file = self.root / "RECORDS"
         if not rec_file.exists():
             raise DatasetError(f"{rec_file} not found: point root at the mitdb folder")
-        self.records = [r.strip() for r in rec_file.read_text().split() if r.strip()]
+        try:
+            text = rec_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DatasetError(f"{rec_file} is not a text file; restore it from the data set") from None
+        self.records = [r.strip() for r in text.split() if r.strip()]
+        if not self.records:
+            raise DatasetError(f"{rec_file} lists no record; restore it from the data set")
 
     def _path(self, name: str) -> Path:
         if name not in self.records:
@@ -38,26 +44,43 @@ class MitBih:
         return self.root / name
 
     def read(self, name: str, lead: str | int = 0, sampto: int | None = None) -> Record:
-        """Read one lead (default the first, MLII in most records) in mV at 360 Hz."""
+        """Read one lead (index or name; default the first, MLII in most records) in mV at 360 Hz; ``sampto``:
+        samples to read. Errors as :func:`~edge_sdk.records.read_wfdb`."""
         return read_wfdb(self._path(name), channel=lead, sampto=sampto)
 
-    def beats(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Beat annotations: sample indices (int64) and symbols (``'N'``, ``'V'``, ``'A'``...)."""
+    def _annotations(self, name: str):
+        """The ``.atr`` annotations of ``name``; :class:`RecordNotFoundError` / :class:`RecordFormatError`."""
         import wfdb
 
-        ann = wfdb.rdann(str(self._path(name)), "atr")
+        path = self._path(name)
+        atr = path.with_suffix(".atr")
+        if not atr.exists():
+            raise RecordNotFoundError(f"annotation file {atr} not found; copy the record's .atr next to its .hea")
+        try:
+            return wfdb.rdann(str(path), "atr")
+        except Exception as exc:  # noqa: BLE001 - wfdb raises many types for a damaged annotation file
+            raise RecordFormatError(f"annotation file {atr} cannot be read ({type(exc).__name__}: {exc}); "
+                                    "restore it from the data set") from None
+
+    def beats(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Beat annotations: sample indices (int64, at 360 Hz) and symbols (``'N'``, ``'V'``, ``'A'``...)."""
+        ann = self._annotations(name)
         beat_symbols = set("NLRBAaJSVrFejnE/fQ?")
         keep = np.array([s in beat_symbols for s in ann.symbol], dtype=bool)
         return np.asarray(ann.sample)[keep], np.asarray(ann.symbol)[keep]
 
     def rhythms(self, name: str, n_samples: int | None = None) -> list[RhythmSegment]:
-        """Rhythm segments from the ``aux_note`` of ``'+'`` annotations (e.g. ``'(AFIB'``)."""
+        """Rhythm segments (sample indices at 360 Hz) from the ``aux_note`` of ``'+'`` annotations (e.g. ``'(AFIB'``)."""
         import wfdb
 
         path = self._path(name)
-        ann = wfdb.rdann(str(path), "atr")
+        ann = self._annotations(name)
         if n_samples is None:
-            n_samples = wfdb.rdheader(str(path)).sig_len
+            try:
+                n_samples = wfdb.rdheader(str(path)).sig_len
+            except Exception as exc:  # noqa: BLE001 - wfdb raises many types for a damaged header
+                raise RecordFormatError(f"WFDB header {path}.hea cannot be parsed ({type(exc).__name__}: {exc}); "
+                                        "restore it from the data set") from None
         changes = [(int(s), a.strip("(\x00 ")) for s, sym, a in zip(ann.sample, ann.symbol, ann.aux_note)
                    if sym == "+" and a.startswith("(")]
         segs = []
