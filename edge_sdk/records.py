@@ -88,11 +88,14 @@ def _check_units_arg(units: str | None, record_units: str | None, where: str) ->
 # ----------------------------------------------------------------------------- WFDB
 
 def _wfdb_header_lines(hea: Path) -> list[str]:
-    try:
-        text = hea.read_text(encoding="utf-8", errors="strict")
-    except UnicodeDecodeError:
+    data = hea.read_bytes()
+    if b"\x00" in data:
         raise RecordFormatError(f"WFDB header {hea} is not text (binary data?); restore the .hea file from the "
-                                "data set") from None
+                                "data set")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:  # e.g. a latin-1 "µV"
+        text = data.decode("latin-1")
     lines = [ln.strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     if not lines:
@@ -100,9 +103,11 @@ def _wfdb_header_lines(hea: Path) -> list[str]:
     return lines
 
 
-def _check_wfdb_raw_fields(hea: Path, lines: list[str], header: object, channel: int) -> None:
-    """Check what ``wfdb`` silently replaces by defaults: an unparsable sample rate (-300 becomes 250) and an
-    ADC gain of 0 (uncalibrated; becomes 200)."""
+def _check_wfdb_raw_fields(hea: Path, lines: list[str], header: object, channel: int) -> str | None:
+    """Check what ``wfdb`` silently replaces or misreads: an unparsable sample rate (-300 becomes its default
+    250), an ADC gain of 0 (uncalibrated; becomes 200). Returns the units exactly as written in the signal
+    line (wfdb reads ``µV`` as ``V``), or None when the line states none (WFDB default: mV)."""
+    raw_units: str | None = None
     tokens = lines[0].split()
     if len(tokens) >= 3:  # record line: name n_sig fs[/counter_freq[(base)]] ...
         fs_text = re.split(r"[/(]", tokens[2], maxsplit=1)[0]
@@ -116,6 +121,8 @@ def _check_wfdb_raw_fields(hea: Path, lines: list[str], header: object, channel:
     if channel + 1 < len(lines):
         sig_tokens = lines[channel + 1].split()
         if len(sig_tokens) >= 3:  # signal line: file fmt gain[(baseline)][/units] ...
+            if "/" in sig_tokens[2]:
+                raw_units = sig_tokens[2].split("/", 1)[1]
             gain_text = re.split(r"[/(]", sig_tokens[2], maxsplit=1)[0]
             try:
                 gain = float(gain_text)
@@ -125,6 +132,7 @@ def _check_wfdb_raw_fields(hea: Path, lines: list[str], header: object, channel:
                 raise RecordFormatError(f"WFDB header {hea}: ADC gain {sig_tokens[2]!r} of signal {channel} is 0 or "
                                         "not a number (uncalibrated): amplitudes in mV are unknown; put the real "
                                         "gain (ADC units per mV, e.g. 200 or 1000) in the header")
+    return raw_units
 
 
 def _check_wfdb_file_sizes(base: Path, header: object) -> None:
@@ -191,8 +199,8 @@ def read_wfdb(path: str | Path, channel: int | str = 0, sampto: int | None = Non
         channel = names.index(channel)
     if not 0 <= channel < n_sig:
         raise SignalError(f"record {base.name} has {n_sig} channel(s); channel {channel} does not exist")
-    _check_wfdb_raw_fields(hea, lines, header, channel)
-    record_units = (getattr(header, "units", None) or ["mV"] * n_sig)[channel] or "mV"
+    raw_units = _check_wfdb_raw_fields(hea, lines, header, channel)
+    record_units = raw_units or (getattr(header, "units", None) or ["mV"] * n_sig)[channel] or "mV"
     scale = units_to_mv(record_units, f"WFDB record {base.name}, signal {channel}",
                         "pick an ECG channel, or correct the units in the header's signal line (e.g. 1000/mV)")
     _check_units_arg(units, record_units, f"WFDB record {base.name}")
@@ -276,7 +284,7 @@ def _check_times(t: np.ndarray, where: str) -> None:
     bad = np.flatnonzero(np.diff(t) <= 0)
     if bad.size:
         i = int(bad[0])
-        raise RecordFormatError(f"{where}: timestamps do not increase at data row {i + 2} ({float(t[i])!r} then "
+        raise RecordFormatError(f"{where}: timestamps do not increase at data row {i + 2} (line {i + 3}: {float(t[i])!r} then "
                                 f"{float(t[i + 1])!r}; {bad.size} such step(s)); the time axis cannot be trusted: cut "
                                 "the file there, or delete the time column(s) and pass fs_hz")
 
