@@ -4,7 +4,8 @@ Accepted formats (always read with ``torch.load(weights_only=True)``):
 
 * the official ECGFounder format ``{'state_dict': {...}}`` - the architecture config is then taken from
   the ``config`` argument (default: the ECGFounder single-lead config);
-* this project's format ``{'state_dict', 'arch', 'config', 'labels', 'meta'}`` written by :func:`save_checkpoint`;
+* this project's format ``{'state_dict', 'arch', 'config', 'labels', 'meta'}`` written by :func:`save_checkpoint`
+  (``labels``: the label table as a list of dicts, see :mod:`edge_sdk.labels`);
 * a bare state_dict.
 
 A ``module.`` prefix (from DataParallel/DDP) is stripped.
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from edge_sdk.errors import CheckpointError
+from edge_sdk.labels import LabelTable
 
 from .net1d import ECGFOUNDER_1LEAD, Net1D, Net1DConfig
 
@@ -90,16 +92,19 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model, ckpt
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, arch: str, config: dict, labels: list[str],
+def save_checkpoint(path: str | Path, model: nn.Module, arch: str, config: dict, labels: LabelTable,
                     meta: dict[str, Any] | None = None, half: bool = False) -> Path:
     """Save ``{'state_dict', 'arch', 'config', 'labels', 'meta'}``; ``half`` stores float tensors as fp16.
 
-    Only plain types are stored so that ``torch.load(weights_only=True)`` reads it back.
+    ``labels`` is the model's label table, stored as a list of plain dicts. Only plain types are stored so
+    that ``torch.load(weights_only=True)`` reads it back.
     """
+    if not isinstance(labels, LabelTable):
+        raise TypeError("save_checkpoint needs a LabelTable (edge_sdk.labels), not a list of names")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
           for k, v in model.state_dict().items()}
     meta = json.loads(json.dumps(meta or {}))  # plain JSON types only
-    torch.save({"state_dict": sd, "arch": arch, "config": config, "labels": list(labels), "meta": meta}, p)
+    torch.save({"state_dict": sd, "arch": arch, "config": config, "labels": labels.to_list(), "meta": meta}, p)
     return p

@@ -1,24 +1,35 @@
-"""Window data sets for teacher training and distillation, built through edge_sdk's preprocessing.
+"""Window data sets for teacher training, distillation, calibration and evaluation, built through
+edge_sdk's preprocessing.
 
-Windows of the Challenge 2017 records are cached as ``.npy`` files (float16) under the cache folder
+Two kinds of data: the Challenge 2017 set (:func:`cinc2017_windows`, the project's fixed record-level split,
+labels N/A/O/~) and the user's own records (:func:`record_splits`: WFDB, CSV or npz files, unlabeled or
+labeled by a ``record,label`` CSV, validation from ``val_records`` or a fixed split). :class:`DataSpec` names
+one of them and :func:`load_splits` gives its ``train``/``val``/``test`` windows.
+
+Windows of the Challenge 2017 records are cached as ``.npz`` files (float16) under the cache folder
 (``$ECG_EDGE_CACHE`` or ``~/.cache/ecg-edge``) since preprocessing 8,028 records takes minutes on 2 cores.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from edge_sdk.datasets import CINC2017_CLASSES, Cinc2017, split_records
+from edge_sdk.errors import DatasetError
 from edge_sdk.preprocessing import DEFAULT_CONFIG
-from edge_sdk.records import read_wfdb
+from edge_sdk.records import read_record, read_wfdb
 from edge_sdk.windowing import record_windows
+
+from .labels import CINC2017_LABEL_MAP
 
 SPLIT_SEED = 2017
 
@@ -39,16 +50,28 @@ def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 @dataclass
 class WindowSet:
-    """Preprocessed windows ``x`` (n, 5000) float16, label index per window ``y`` (n,) int64 (-1 unknown),
-    and ``record_idx`` (n,) mapping each window to ``records[i]``."""
+    """Preprocessed windows ``x`` (n, 5000) float16 (z-scored, 500 Hz), dataset label per window ``y`` (n,)
+    int64 as an index into ``classes`` (-1 = unlabeled), and ``record_idx`` (n,) mapping each window to
+    ``records[i]``. ``label_map`` maps dataset labels to output names; ``description`` says what data it is."""
 
     x: np.ndarray
     y: np.ndarray
     record_idx: np.ndarray
     records: list[str]
+    classes: tuple[str, ...] = ()
+    label_map: dict[str, str] = field(default_factory=dict)
+    description: str = ""
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def labeled(self) -> bool:
+        return bool(len(self.y)) and bool((self.y >= 0).any())
+
+    def unlabeled(self) -> "WindowSet":
+        """The same windows with every label removed (pure distillation)."""
+        return replace(self, y=np.full(len(self.y), -1, np.int64))
 
     def record_labels(self) -> np.ndarray:
         out = np.full(len(self.records), -1, np.int64)
@@ -78,7 +101,8 @@ def cinc2017_windows(split: str, hop_s: float = 5.0, ds: Cinc2017 | None = None,
     path = cache_dir() / f"cinc2017_{split}_{key}.npz"
     if path.exists():
         with np.load(path) as z:
-            return WindowSet(z["x"], z["y"], z["record_idx"], names)
+            return WindowSet(z["x"], z["y"], z["record_idx"], names, CINC2017_CLASSES, dict(CINC2017_LABEL_MAP),
+                             f"Challenge 2017, {split} split (seed {SPLIT_SEED})")
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers) as pool:
         chunks = list(tqdm(pool.map(_windows_of, [(ds.root, n, hop_s) for n in names], chunksize=32),
@@ -87,4 +111,116 @@ def cinc2017_windows(split: str, hop_s: float = 5.0, ds: Cinc2017 | None = None,
     record_idx = np.concatenate([np.full(len(c), i) for i, c in enumerate(chunks)])
     y = np.array([CINC2017_CLASSES.index(ds.labels[names[i]]) for i in record_idx], np.int64)
     save_npz_atomic(path, x=x, y=y, record_idx=record_idx)
-    return WindowSet(x, y, record_idx, names)
+    return WindowSet(x, y, record_idx, names, CINC2017_CLASSES, dict(CINC2017_LABEL_MAP),
+                     f"Challenge 2017, {split} split (seed {SPLIT_SEED})")
+
+
+def read_record_labels(path: str | Path) -> dict[str, str]:
+    """``record,label`` CSV (header optional) -> ``{record name: dataset label}``; names are file stems."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"record label file {p} not found; it holds lines 'record,label'")
+    try:
+        rows = [r for r in csv.reader(p.read_text(encoding="utf-8").splitlines()) if r and any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{p} is not a readable CSV ({e}); expected lines 'record,label'") from e
+    if rows and [c.strip().lower() for c in rows[0]] == ["record", "label"]:
+        rows = rows[1:]
+    bad = [r for r in rows if len(r) != 2 or not r[0].strip() or not r[1].strip()]
+    if bad or not rows:
+        raise DatasetError(f"{p}: expected lines 'record,label', got {bad[0] if bad else 'no rows'}")
+    return {Path(r[0].strip()).name: r[1].strip() for r in rows}
+
+
+def records_window_set(paths: Sequence[str | Path], hop_s: float = 5.0, fs_hz: float | None = None,
+                       record_labels: dict[str, str] | None = None, label_map: dict[str, str] | None = None,
+                       description: str = "") -> WindowSet:
+    """Windows of the user's records (WFDB path without extension, ``.csv`` with ``fs_hz``, or ``.npz``).
+
+    With ``record_labels`` every record needs a label (a missing one is a :class:`DatasetError`); ``classes``
+    are the labels present, sorted. Without it the windows are unlabeled.
+    """
+    if not paths:
+        raise DatasetError(f"no records given for {description or 'this data set'}")
+    recs = [read_record(p, fs_hz=fs_hz) for p in tqdm(paths, desc="reading records", unit="rec", leave=False,
+                                                         disable=len(paths) < 20)]
+    chunks = [record_windows(r.signal_mv, r.fs_hz, hop_s).astype(np.float16) for r in recs]
+    names = [Path(str(p)).name for p in paths]
+    record_idx = np.concatenate([np.full(len(c), i) for i, c in enumerate(chunks)])
+    classes: tuple[str, ...] = ()
+    y = np.full(len(record_idx), -1, np.int64)
+    if record_labels is not None:
+        lacking = [n for n in names if n not in record_labels]
+        if lacking:
+            raise DatasetError(f"records without a label in the record label file: {lacking[:5]}"
+                               f"{' ...' if len(lacking) > 5 else ''}; label every record or leave the file out")
+        classes = tuple(sorted({record_labels[n] for n in names}))
+        y = np.array([classes.index(record_labels[names[i]]) for i in record_idx], np.int64)
+    return WindowSet(np.concatenate(chunks), y, record_idx, names, classes, dict(label_map or {}), description)
+
+
+def split_record_paths(paths: Sequence[str], seed: int = SPLIT_SEED, fractions: tuple[float, float] = (0.1, 0.1),
+                       record_labels: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Fixed record-level split of the user's records into ``train``/``val``/``test`` (seeded).
+
+    Labeled records with at least 20 records are stratified by label; otherwise shuffled. From 3 records on,
+    validation and test get at least one record each; fewer records all go to training.
+    """
+    paths = sorted(dict.fromkeys(str(p) for p in paths))
+    if record_labels is not None and len(paths) >= 20:
+        labels = [record_labels.get(Path(p).name, "?") for p in paths]
+        return split_records(paths, labels, (1 - sum(fractions), *fractions), seed=seed)
+    if len(paths) < 3:
+        return {"train": paths, "val": [], "test": []}
+    order = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
+    n_val = max(1, int(round(fractions[0] * len(paths))))
+    n_test = max(1, int(round(fractions[1] * len(paths))))
+    return {"val": sorted(order[:n_val]), "test": sorted(order[n_val:n_val + n_test]),
+            "train": sorted(order[n_val + n_test:])}
+
+
+@dataclass
+class DataSpec:
+    """Which data a command uses. ``records`` None means the Challenge 2017 set (its fixed split, labeled).
+
+    ``val_records`` replaces the fixed validation split of ``records`` (validation then doubles as the
+    held-out set for fidelity figures). ``record_labels``: ``record,label`` CSV; ``label_map``: dataset
+    label -> output name (labels map to the output of the same name where absent). ``fs_hz``: rate of CSV
+    records. ``limit``: first N records of each split (smoke runs).
+    """
+
+    records: list[str] | None = None
+    val_records: list[str] | None = None
+    record_labels: str | None = None
+    label_map: dict[str, str] | None = None
+    fs_hz: float | None = None
+    limit: int | None = None
+
+    @property
+    def is_cinc2017(self) -> bool:
+        return not self.records
+
+    def describe(self) -> str:
+        if self.is_cinc2017:
+            return f"Challenge 2017 (project split, seed {SPLIT_SEED})"
+        return f"{len(self.records)} user records" + (" (labeled)" if self.record_labels else " (unlabeled)")
+
+
+def load_split(spec: DataSpec, split: str, hop_s: float = 5.0) -> WindowSet | None:
+    """Windows of one split (``train``, ``val`` or ``test``) of ``spec``; ``None`` when it has no records."""
+    if split not in ("train", "val", "test"):
+        raise DatasetError(f"unknown split {split!r}; use train, val or test")
+    if spec.is_cinc2017:
+        return cinc2017_windows(split, hop_s=hop_s, limit=spec.limit)
+    labels = read_record_labels(spec.record_labels) if spec.record_labels else None
+    if spec.val_records:
+        names = {"train": list(spec.records), "val": list(spec.val_records), "test": list(spec.val_records)}[split]
+    else:
+        names = split_record_paths(spec.records, record_labels=labels)[split]
+    if spec.limit:
+        names = names[:spec.limit]
+    if not names:
+        return None
+    return records_window_set(names, hop_s, spec.fs_hz, labels, spec.label_map,
+                              f"{len(names)} user records, {split}" + (" (= validation records)" if split == "test"
+                                                                        and spec.val_records else ""))

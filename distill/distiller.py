@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,10 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_sdk.bundle import sha256_of
+from edge_sdk.labels import LabelTable, parse_label_list
+from edge_sdk.outputs import check_new_file
 
 from .checkpoint import load_net1d, save_checkpoint
 from .data import WindowSet, save_npz_atomic
-from .metrics import evaluate
+from .labels import checkpoint_label_table, hard_targets
+from .metrics import evaluate_by_name, flat_metrics
+from .net1d import ECGFOUNDER_1LEAD, Net1DConfig
 from .student import EdgeStudent, StudentConfig, count_macs, count_params
 from .trainer import TrainConfig, class_balancing_weights, distributed_context, fit, pick_device
 from .windows_dataset import WindowDataset, predict
@@ -34,12 +39,7 @@ class DistillConfig:
     temperature: float = 4.0
     alpha: float = 0.7  # weight of the soft (teacher) term; 1.0 = no hard labels
     hint_weight: float = 0.1  # feature-hint MSE weight; 0 disables
-    activation: str = "auto"  # softmax | sigmoid | auto (from the teacher checkpoint)
-
-
-def teacher_activation(ckpt: dict) -> str:
-    """softmax for this project's single-label teachers, sigmoid for ECGFounder's multi-label head."""
-    return (ckpt.get("meta") or {}).get("activation", "sigmoid")
+    activation: str = "auto"  # softmax | sigmoid | auto (from the teacher's label table)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, activation: str) -> torch.Tensor:
@@ -50,19 +50,30 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return F.binary_cross_entropy_with_logits(student_logits / t, torch.sigmoid(teacher_logits / t)) * t * t
 
 
-def hard_loss(logits: torch.Tensor, y: torch.Tensor, activation: str) -> torch.Tensor:
+def hard_loss(logits: torch.Tensor, y: torch.Tensor, activation: str,
+              supervised: torch.Tensor | None = None) -> torch.Tensor:
+    """Loss of the hard labels ``y`` (output index, -1 = none).
+
+    softmax: cross-entropy over all outputs. sigmoid: binary cross-entropy of a one-hot target on the
+    ``supervised`` outputs only (the outputs the data set's labels name; default all): a label says nothing
+    about the other outputs of a multi-label model.
+    """
     known = y >= 0
     if not bool(known.any()):
         return logits.sum() * 0.0
     if activation == "softmax":
         return F.cross_entropy(logits[known], y[known])
     target = F.one_hot(y[known], logits.shape[1]).float()
-    return F.binary_cross_entropy_with_logits(logits[known], target)
+    lo = logits[known]
+    if supervised is not None:
+        lo, target = lo[:, supervised], target[:, supervised]
+    return F.binary_cross_entropy_with_logits(lo, target)
 
 
 def teacher_targets(teacher: nn.Module, x: np.ndarray, teacher_id: str, cache: Path | None = None,
                     device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """Teacher logits and pooled features for windows ``x``, computed once and cached by teacher and data."""
+    """Teacher logits (all its outputs) and pooled features for windows ``x``, computed once and cached by
+    teacher and data."""
     key = hashlib.sha256(teacher_id.encode() + x[:: max(1, len(x) // 64)].tobytes() + str(x.shape).encode()).hexdigest()[:16]
     path = cache / f"teacher_targets_{key}.npz" if cache else None
     if path is not None and path.exists():
@@ -75,35 +86,96 @@ def teacher_targets(teacher: nn.Module, x: np.ndarray, teacher_id: str, cache: P
     return logits, feats
 
 
+@dataclass
+class Teacher:
+    """A loaded teacher: model (eval mode), checkpoint dict, label table, sha256 and identity for cards."""
+
+    model: nn.Module
+    ckpt: dict
+    labels: LabelTable
+    sha256: str
+    path: Path
+    config: dict
+
+    def identity(self, selected: list[str] | None = None) -> dict:
+        """What a student checkpoint and a model card record about this teacher."""
+        cfg = self.config
+        full = Net1DConfig.from_dict({**cfg, "n_classes": ECGFOUNDER_1LEAD.n_classes}) == ECGFOUNDER_1LEAD \
+            if isinstance(cfg, dict) else False
+        return {"path": str(self.path), "name": self.path.name, "sha256": self.sha256, "config": cfg,
+                "width": "full" if full else "reduced", "params": count_params(self.model),
+                "n_outputs": len(self.labels), "label_vocabulary": self.labels.vocabulary,
+                "outputs_used": selected if selected is not None else self.labels.names,
+                "meta": {k: v for k, v in (self.ckpt.get("meta") or {}).items() if k in ("role", "width", "val")}}
+
+
+def load_teacher(path: str | Path, config: dict | None = None, label_names: Sequence[str] | str | None = None) -> Teacher:
+    """Load a Net1D teacher (official ``{'state_dict'}`` or this project's format) with its label table.
+
+    ``config`` (Net1D config dict) is needed for official checkpoints of another width than ECGFounder's;
+    ``label_names`` for checkpoints that store no names and do not have ECGFounder's 150 outputs.
+    """
+    model, ckpt = load_net1d(path, config)
+    table = checkpoint_label_table(ckpt, model.config.n_classes, label_names, where=f"teacher {Path(path).name}")
+    return Teacher(model, ckpt, table, sha256_of(path), Path(path), model.config.to_dict())
+
+
+def select_student_labels(teacher: LabelTable, labels: Sequence[str] | str | None) -> tuple[LabelTable, list[int]]:
+    """The student's label table (``labels`` of the teacher's, in the given order; all when ``None``) and the
+    teacher output index of each. Unknown names raise :class:`LabelError` with close matches."""
+    if labels is None:
+        table = teacher
+    else:
+        table = teacher.subset(parse_label_list(labels) if isinstance(labels, str) else list(labels))
+    return table.with_default_thresholds(), teacher.indices(table.names)
+
+
 def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: WindowSet | None = None,
             student_config: StudentConfig | None = None, cfg: DistillConfig = DistillConfig(),
             train_cfg: TrainConfig | None = None, teacher_config: dict | None = None,
-            labels: list[str] | None = None, cache: Path | None = None) -> dict:
+            labels: Sequence[str] | str | None = None, teacher_labels: Sequence[str] | str | None = None,
+            cache: Path | None = None, unmapped: str = "error", force: bool = False) -> dict:
     """Distill the teacher at ``teacher_path`` into a student written to ``out`` (checkpoint, fp32).
 
-    ``train``/``val`` are preprocessed windows (labels optional: ``y == -1`` means unlabeled). With a
-    labeled 4-class ``val`` the best epoch is chosen by record-level AF AUROC, otherwise by agreement
-    (negative KD loss) with the teacher on ``val``. Returns metrics, sizes and timings.
+    ``labels``: the teacher outputs the student gets, by name, in the student's output order (default all);
+    the student learns each from the teacher's matching output. ``train``/``val`` are preprocessed windows;
+    labeled windows add a hard-label term through the data set's label map (a dataset label with no student
+    output is a :class:`LabelError` unless ``unmapped="unlabeled"``). The best epoch is chosen by mean
+    record-level AUROC over the outputs labeled ``val`` data can score, else by agreement with the teacher on
+    ``val``, else by training loss. ``out`` must not exist unless ``force`` or ``train_cfg.resume``.
+    Returns metrics, sizes and timings.
     """
     t0 = time.time()
     train_cfg = train_cfg or TrainConfig(out_dir=str(Path(out).parent / "distill_run"))
+    if not train_cfg.resume:
+        check_new_file(out, force, "student checkpoint")
     rank, _, _ = distributed_context()
-    teacher, ckpt = load_net1d(teacher_path, teacher_config)
-    activation = teacher_activation(ckpt) if cfg.activation == "auto" else cfg.activation
-    n_classes = teacher.config.n_classes
-    labels = labels or ckpt.get("labels") or [f"class_{i}" for i in range(n_classes)]
-    sc = student_config or StudentConfig(n_classes=n_classes)
-    if sc.n_classes != n_classes:
-        sc = StudentConfig(**{**asdict(sc), "n_classes": n_classes})
-    teacher_id = sha256_of(teacher_path)
-    t_logits, t_feats = teacher_targets(teacher, train.x, teacher_id, cache, train_cfg.device)
+    teacher = load_teacher(teacher_path, teacher_config, teacher_labels)
+    student_labels, sel = select_student_labels(teacher.labels, labels)
+    activation = student_labels.activation if cfg.activation == "auto" else cfg.activation
+    n_out = len(student_labels)
+    sc = student_config or StudentConfig(n_classes=n_out)
+    if sc.n_classes != n_out:
+        sc = StudentConfig(**{**asdict(sc), "n_classes": n_out})
+    y_train = np.full(len(train), -1, np.int64)
+    supervised: list[int] = []
+    if cfg.alpha < 1.0 and train.labeled:
+        y_train, supervised = hard_targets(train.y, train.classes, train.label_map, student_labels, unmapped,
+                                           where=train.description or "training data")
+    t_logits, t_feats = teacher_targets(teacher.model, train.x, teacher.sha256, cache, train_cfg.device)
+    t_logits = np.ascontiguousarray(t_logits[:, sel])
     feat_scale = t_feats.std(0, keepdims=True) + 1e-6
     t_feats_n = (t_feats / feat_scale).astype(np.float32)
-    v_logits = teacher_targets(teacher, val.x, teacher_id, cache, train_cfg.device)[0] if val is not None else None
+    v_logits = None
+    if val is not None and len(val):
+        v_logits = np.ascontiguousarray(teacher_targets(teacher.model, val.x, teacher.sha256, cache,
+                                                        train_cfg.device)[0][:, sel])
+    identity = teacher.identity(student_labels.names)
     del teacher
 
     student = EdgeStudent(sc)
     proj = nn.Linear(sc.channels[-1], t_feats.shape[1]) if cfg.hint_weight > 0 else None
+    sup = torch.tensor(supervised, dtype=torch.long) if supervised else None
 
     def loss_fn(net, batch):
         if proj is not None:
@@ -113,43 +185,51 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
             logits, hint = net(batch["x"]), 0.0
         loss = cfg.alpha * kd_loss(logits, batch["teacher_logits"], cfg.temperature, activation)
         if cfg.alpha < 1.0:
-            loss = loss + (1 - cfg.alpha) * hard_loss(logits, batch["y"], activation)
+            loss = loss + (1 - cfg.alpha) * hard_loss(logits, batch["y"], activation,
+                                                      sup.to(logits.device) if sup is not None else None)
         return loss + cfg.hint_weight * hint
 
-    labeled_val = val is not None and n_classes == 4 and bool((val.y >= 0).all())
+    scored = val is not None and v_logits is not None and val.labeled and bool(evaluate_by_name(
+        v_logits, student_labels.names, val.record_idx, val.y, val.classes, val.label_map)["auroc"])
 
     def eval_fn(m):
-        if val is None:
+        if v_logits is None:
             return {}
         dev = next(m.parameters()).device
         s_logits = predict(m, val.x, device=dev)
         with torch.no_grad():
             agree = -float(kd_loss(torch.from_numpy(s_logits), torch.from_numpy(v_logits), cfg.temperature, activation))
         out = {"val_agreement": agree}
-        if labeled_val:
-            probs = torch.softmax(torch.from_numpy(s_logits), 1).numpy()
-            out.update({"val_" + k: v for k, v in evaluate(probs, val.record_idx, val.record_labels()).items()
-                        if k != "n_records"})
+        if scored:
+            probs = _activate(s_logits, activation)
+            out.update(flat_metrics(evaluate_by_name(probs, student_labels.names, val.record_idx, val.y, val.classes,
+                                                     val.label_map, activation), "val_"))
         return out
 
-    meta = {"role": "student", "activation": activation, "teacher": {"path": Path(teacher_path).name,
-            "sha256": teacher_id, "config": ckpt.get("config") or (teacher_config or "ecgfounder_1lead"),
-            "meta": {k: v for k, v in (ckpt.get("meta") or {}).items() if k in ("role", "width", "val")}},
+    score_key = "val_mean_auroc" if scored else ("val_agreement" if v_logits is not None else "neg_train_loss")
+    meta = {"role": "student", "activation": activation, "teacher": identity,
+            "data": {"train": train.description, "val": val.description if val is not None else None,
+                     "hard_labels": bool(supervised), "label_map": train.label_map if supervised else None,
+                     "selection": score_key},
             "distill_config": asdict(cfg), "train_config": asdict(train_cfg),
             "params": count_params(student), "macs_per_window": count_macs(student)}
 
     def save_best(m, metrics):
-        save_checkpoint(out, m, "edge_student", sc.to_dict(), labels, {**meta, "val": metrics})
+        save_checkpoint(out, m, "edge_student", sc.to_dict(), student_labels, {**meta, "val": metrics})
 
-    data = WindowDataset(train.x, train.y, teacher_logits=t_logits, teacher_features=t_feats_n)
-    weights = class_balancing_weights(train.y) if (train.y >= 0).any() else np.full(len(train.y), 1 / len(train.y))
-    result = fit(student, data, weights, loss_fn, eval_fn, "val_af_auroc" if labeled_val else "val_agreement",
-                 train_cfg, save_best, extra_modules=proj)
-    result.update({"params": meta["params"], "macs_per_window": meta["macs_per_window"],
-                   "seconds": round(time.time() - t0, 1)})
+    data = WindowDataset(train.x, y_train, teacher_logits=t_logits, teacher_features=t_feats_n)
+    weights = class_balancing_weights(y_train) if (y_train >= 0).any() else np.full(len(y_train), 1 / len(y_train))
+    result = fit(student, data, weights, loss_fn, eval_fn, score_key, train_cfg, save_best, extra_modules=proj)
+    result.update({"params": meta["params"], "macs_per_window": meta["macs_per_window"], "labels": student_labels.names,
+                   "selection": score_key, "seconds": round(time.time() - t0, 1)})
     if rank == 0:
         Path(out).with_suffix(".history.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
+    t = torch.from_numpy(np.asarray(logits, np.float32))
+    return (torch.softmax(t, 1) if activation == "softmax" else torch.sigmoid(t)).numpy()
 
 
 def _forward_with_features(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

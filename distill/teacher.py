@@ -17,15 +17,18 @@ import torch.nn.functional as F
 
 from .checkpoint import save_checkpoint
 from .data import SPLIT_SEED, cinc2017_windows
-from .metrics import evaluate
+from .labels import hard_targets
+from .metrics import evaluate_by_name, flat_metrics
 from .net1d import Net1D, Net1DConfig
 from .trainer import TrainConfig, class_balancing_weights, fit
 from .windows_dataset import WindowDataset, predict
+from edge_sdk.labels import LabelTable
+from edge_sdk.outputs import check_new_file
 
-#: Output labels of the reference teacher and students, in output order (Challenge classes N, A, O, ~).
-REFERENCE_LABELS = ["NORMAL SINUS RHYTHM", "ATRIAL FIBRILLATION", "OTHER RHYTHM", "NOISE"]
-#: Index of each label in ECGFounder's 150-label vocabulary (tasks.txt), None where it has none.
-ECGFOUNDER_VOCAB_INDEX = [1, 5, None, None]
+#: Outputs of the reference teacher: one per Challenge 2017 class (N, A, O, ~ through CINC2017_LABEL_MAP),
+#: softmax; ECGFounder's vocabulary index where it has the label (NORMAL SINUS RHYTHM, ATRIAL FIBRILLATION).
+REFERENCE_LABELS = LabelTable.from_names(["NORMAL SINUS RHYTHM", "ATRIAL FIBRILLATION", "OTHER RHYTHM", "NOISE"],
+                                         "softmax")
 
 #: Reduced-width Net1D used on CPU: the widths of the official reduced reference (16..128 filters, same
 #: block counts, grouped convs, SE), with BatchNorm on (helps training from scratch), 4 outputs.
@@ -36,30 +39,34 @@ FULL_TEACHER = Net1DConfig(use_bn=True, n_classes=4)
 
 
 def train_reference_teacher(out: str | Path, config: Net1DConfig = REDUCED_TEACHER,
-                            train_cfg: TrainConfig | None = None, limit: int | None = None) -> dict:
-    """Train, select on validation, evaluate on test; writes ``out`` (fp16 checkpoint) and returns metrics."""
+                            train_cfg: TrainConfig | None = None, limit: int | None = None, force: bool = False) -> dict:
+    """Train, select on validation (mean record-level AUROC of the four outputs); writes ``out`` (fp16
+    checkpoint, refused if it exists unless ``force`` or resuming) and returns metrics."""
     train_cfg = train_cfg or TrainConfig(out_dir=str(Path(out).parent / "teacher_run"))
+    if not train_cfg.resume:
+        check_new_file(out, force, "teacher checkpoint")
     t0 = time.time()
     train = cinc2017_windows("train", limit=limit)
     val = cinc2017_windows("val", limit=limit)
     model = Net1D(config)
+    y, _ = hard_targets(train.y, train.classes, train.label_map, REFERENCE_LABELS, where=train.description)
 
     def loss_fn(net, batch):
         return F.cross_entropy(net(batch["x"]), batch["y"], label_smoothing=0.05)
 
     def eval_fn(m):
         probs = torch.softmax(torch.from_numpy(predict(m, val.x, device=next(m.parameters()).device)), 1).numpy()
-        return {"val_" + k: v for k, v in evaluate(probs, val.record_idx, val.record_labels()).items() if k != "n_records"}
+        return flat_metrics(evaluate_by_name(probs, REFERENCE_LABELS.names, val.record_idx, val.y, val.classes,
+                                             val.label_map, "softmax"), "val_")
 
     def save_best(m, metrics):
         save_checkpoint(out, m, "net1d", config.to_dict(), REFERENCE_LABELS,
-                        {"role": "reference_teacher", "activation": "softmax", "val": metrics,
-                         "ecgfounder_vocab_index": ECGFOUNDER_VOCAB_INDEX, "split_seed": SPLIT_SEED,
+                        {"role": "reference_teacher", "activation": "softmax", "val": metrics, "split_seed": SPLIT_SEED,
                          "train_config": asdict(train_cfg), "width": "reduced" if config != FULL_TEACHER else "full"},
                         half=True)
 
-    result = fit(model, WindowDataset(train.x, train.y), class_balancing_weights(train.y), loss_fn, eval_fn,
-                 "val_af_auroc", train_cfg, save_best)
+    result = fit(model, WindowDataset(train.x, y), class_balancing_weights(y), loss_fn, eval_fn,
+                 "val_mean_auroc", train_cfg, save_best)
     result["train_seconds"] = round(time.time() - t0, 1)
     Path(out).with_suffix(".history.json").write_text(json.dumps(result, indent=1))
     return result

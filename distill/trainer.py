@@ -164,6 +164,8 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
             model.eval()
             metrics = {"epoch": epoch + 1, "loss": total / max(n, 1), "seconds": round(time.time() - t0, 1),
                        **evaluate(model)}
+            if score_key == "neg_train_loss":  # no validation data: keep the epoch that fits training best
+                metrics[score_key] = -metrics["loss"]
             history.append(metrics)
             improved = metrics[score_key] > best
             if improved:

@@ -1,9 +1,12 @@
 """Latency, throughput, size, memory and accuracy of every model, in one run on one machine.
 
-Models: teacher fp32 (torch and ONNX Runtime), student fp32 (ONNX Runtime), student int8 (ONNX Runtime QDQ)
-and student int8 (TFLite via ai-edge-litert), each at 1 thread and at all cores. Each model runs in its
-own subprocess so that its peak resident memory (ru_maxrss) is its own. Streaming figures come from
-replaying real records through :class:`edge_sdk.stream.EcgStream`.
+Models: teacher fp32 in torch (when a teacher checkpoint is given or the card's is found), teacher fp32 ONNX
+(only in bundles built with ``--include-teacher``), student fp32 (ONNX Runtime), student int8 (ONNX Runtime
+QDQ) and student int8 (TFLite via ai-edge-litert), each at 1 thread and at all cores. Each model runs in
+its own process (``python -m ecg_edge.bench``) so that its peak resident memory (VmHWM) is its own.
+Accuracy is per-label record-level AUROC, keyed by output name, for the outputs the evaluation data can
+score; the others are listed with the reason. Streaming figures come from replaying real records through
+:class:`edge_sdk.stream.EcgStream`.
 """
 from __future__ import annotations
 
@@ -47,19 +50,26 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
 
 
 def _open_predict(key: str, bundle_dir: Path, teacher_ckpt: Path, threads: int):
-    """Return (predict(windows (n, 5000)) -> probs, size_bytes)."""
+    """Return (predict(windows (n, 5000)) -> probabilities of the bundle's labels, size_bytes)."""
     if key == "teacher_torch_fp32":
         import torch
 
-        from distill.checkpoint import load_model
+        from distill.distiller import load_teacher
+        from edge_sdk.bundle import load_bundle
 
         torch.set_num_threads(threads)
-        model, _ = load_model(teacher_ckpt)
+        card = load_bundle(bundle_dir).card
+        ident = card["teacher"]
+        cfg = ident.get("config") if isinstance(ident.get("config"), dict) else None
+        teacher = load_teacher(teacher_ckpt, cfg)
+        model, sel = teacher.model, torch.tensor(teacher.labels.indices([d["name"] for d in card["labels"]]))
+        act = torch.softmax if teacher.labels.activation == "softmax" else (lambda t, dim: torch.sigmoid(t))
         size = sum(p.numel() * 4 for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
 
         def predict(x):
             with torch.inference_mode():
-                return torch.softmax(model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]), 1).numpy()
+                logits = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]).index_select(1, sel)
+                return act(logits, 1).numpy()
         return predict, size
     from edge_sdk.bundle import load_bundle
     from edge_sdk.inference import open_backend
@@ -162,39 +172,66 @@ def emulated_streams(bundle_dir: str, count: int, seconds: float, record: str = 
             "kept_up": bool(e2e) and float(np.percentile(e2e, 99)) < hop_ms}
 
 
-def run_bench(bundle_dir: str = "bundles/default", teacher_ckpt: str = "models/reference_teacher.pth",
+def find_teacher(bundle_dir: str | Path, teacher_ckpt: str | Path | None) -> tuple[Path | None, str]:
+    """The teacher checkpoint to time: ``teacher_ckpt``, else the one the card names when found with the
+    card's sha256 (in the working directory or ``models/``); ``(None, why)`` otherwise."""
+    from edge_sdk.bundle import load_bundle, sha256_of
+
+    if teacher_ckpt:
+        return Path(teacher_ckpt), "given"
+    t = load_bundle(bundle_dir).card["teacher"]
+    ident = t.get("identity") or {}
+    want = t.get("checkpoint_sha256") or ident.get("sha256")
+    names = [n for n in (ident.get("path"), t.get("checkpoint"), ident.get("name")) if n]
+    for n in names:
+        for cand in (Path(n), Path("models") / Path(n).name):
+            if cand.is_file() and (want is None or sha256_of(cand) == want):
+                return cand, "named in the model card"
+    return None, f"the card's teacher {names[:1] or '(none)'} was not found; pass --teacher to time it"
+
+
+def run_bench(bundle_dir: str = "bundles/default", teacher_ckpt: str | None = None,
               out_dir: str = "bench_results", repeats: int = 100, batch: int = 32, eval_limit: int | None = None,
               stream_records: int = 8, stream_seconds: float = 25.0, models: list[str] | None = None,
-              emulated_count: int = 16) -> dict:
-    """Run everything and write ``results.json``, ``results.md`` and ``latency.png`` to ``out_dir``."""
+              emulated_count: int = 16, force: bool = False) -> dict:
+    """Run everything and write ``results.json``, ``results.md`` and ``latency.png`` to ``out_dir`` (a
+    non-empty ``out_dir`` is refused unless ``force``)."""
     import tempfile
 
     from tqdm import tqdm
 
     from distill.data import cinc2017_windows
-    from distill.metrics import evaluate
+    from distill.metrics import evaluate_by_name
+    from edge_sdk.bundle import load_bundle
+    from edge_sdk.outputs import check_new_dir
 
-    out = Path(out_dir)
+    out = check_new_dir(out_dir, force, "benchmark output folder")
     out.mkdir(parents=True, exist_ok=True)
+    bundle = load_bundle(bundle_dir)
+    names, activation = bundle.labels, bundle.label_table.activation
+    teacher_path, teacher_note = find_teacher(bundle_dir, teacher_ckpt)
     cores = os.cpu_count() or 1
-    keys = models or [k for k, *_ in MODELS]
+    available = {k for k, _, _, f in MODELS if (f is None and teacher_path is not None) or f in bundle.card["files"]}
+    keys = [k for k in (models or [k for k, *_ in MODELS]) if k in available]
     results = []
     jobs = [(k, t) for k in keys for t in sorted({1, cores})]
     test = cinc2017_windows("test", limit=eval_limit)
     tmp = tempfile.TemporaryDirectory()
     windows_file = str(Path(tmp.name) / "test_windows.npy")
     np.save(windows_file, test.x.astype(np.float32))
+    not_scored: dict[str, str] = {}
     for key, threads in tqdm(jobs, desc="benchmark", unit="model"):
-        args = json.dumps([key, bundle_dir, teacher_ckpt, threads, repeats, batch, windows_file])
-        proc = subprocess.run([sys.executable, "-c", "import json,sys; from ecg_edge.bench import measure_model; "
-                               "print('RESULT', json.dumps(measure_model(*json.loads(sys.argv[1]))))", args],
-                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        args = json.dumps([key, str(bundle_dir), str(teacher_path), threads, repeats, batch, windows_file])
+        proc = subprocess.run([sys.executable, "-m", "ecg_edge.bench", args], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": str(threads)})
         line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         if proc.returncode or not line:
             raise RuntimeError(f"benchmark of {key} failed:\n{proc.stderr[-2000:]}")
         r = json.loads(line[0][len("RESULT "):])
         probs = np.load(f"{windows_file}.{key}.{threads}.probs.npy")
-        r.update(af_auroc=evaluate(probs, test.record_idx, test.record_labels())["af_auroc"], n_records=len(test.records))
+        ev = evaluate_by_name(probs, names, test.record_idx, test.y, test.classes, test.label_map, activation)
+        r.update(auroc=ev["auroc"], n_records=ev["n_records"])
+        not_scored = ev["not_scored"]
         results.append(r)
     tmp.cleanup()
     from distill.data import cinc2017_split
@@ -206,7 +243,11 @@ def run_bench(bundle_dir: str = "bundles/default", teacher_ckpt: str = "models/r
     streaming["emulated_ble"] = emulated_streams(bundle_dir, emulated_count, stream_seconds)
     report = {"machine": {"platform": platform.platform(), "python": platform.python_version(), "cores": cores,
                           "processor": platform.processor()},
-              "settings": {"repeats": repeats, "batch": batch, "eval_limit": eval_limit, "bundle": bundle_dir},
+              "settings": {"repeats": repeats, "batch": batch, "eval_limit": eval_limit, "bundle": str(bundle_dir),
+                           "teacher": str(teacher_path) if teacher_path else None, "teacher_note": teacher_note},
+              "evaluation": {"data": test.description, "n_records": len(test.records), "labels": names,
+                             "scored": sorted({k for r in results for k in r["auroc"]}, key=names.index),
+                             "not_scored": not_scored},
               "models": results, "streaming": streaming}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     md = markdown_table(report)
@@ -217,13 +258,22 @@ def run_bench(bundle_dir: str = "bundles/default", teacher_ckpt: str = "models/r
 
 def markdown_table(report: dict) -> str:
     labels = {k: l for k, l, _, _ in MODELS}
-    rows = ["| model | threads | p50 ms | p95 ms | p99 ms | windows/s (batch {}) | size KB | peak RSS MB (process) | AF AUROC |"
-            .format(report["settings"]["batch"]), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ev = report["evaluation"]
+    scored = ev["scored"]
+    head = "| model | threads | p50 ms | p95 ms | p99 ms | windows/s (batch {}) | size KB | peak RSS MB (process) |".format(
+        report["settings"]["batch"]) + "".join(f" AUROC {n} |" for n in scored)
+    rows = [head, "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(scored)]
     for r in report["models"]:
         l = r["latency_ms"]
         rows.append(f"| {labels[r['key']]} | {r['threads']} | {l['p50']:.2f} | {l['p95']:.2f} | {l['p99']:.2f} | "
-                    f"{r['throughput_windows_per_s']:.0f} | {r['size_bytes'] / 1024:.0f} | {r['peak_rss_mb']:.0f} | "
-                    f"{r['af_auroc']:.4f} |")
+                    f"{r['throughput_windows_per_s']:.0f} | {r['size_bytes'] / 1024:.0f} | {r['peak_rss_mb']:.0f} |"
+                    + "".join(f" {r['auroc'][n]:.4f} |" if n in r["auroc"] else " - |" for n in scored))
+    rows.append("")
+    rows.append(f"AUROC: record level on {ev['data']} ({ev['n_records']} records), per output by name.")
+    if ev["not_scored"]:
+        rows.append("Not scored: " + "; ".join(f"{n} ({why})" for n, why in ev["not_scored"].items()) + ".")
+    if report["settings"].get("teacher") is None:
+        rows.append(f"Teacher in torch not timed: {report['settings'].get('teacher_note')}.")
     s = report["streaming"]
     e2e = s["realtime_end_to_end_ms"] or {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
     rows += ["", "| streaming (student int8 ONNX, 1 thread) | value |", "|---|---:|",
@@ -265,8 +315,15 @@ def plot(report: dict, path: Path) -> None:
     axes[1].set_xscale("log")
     axes[1].set_xlabel("model size (KB, log)")
     for i, r in enumerate(rs):
-        axes[1].text(r["size_bytes"] / 1024, i, f"  AUROC {r['af_auroc']:.3f}", va="center", fontsize=7)
+        if r["auroc"]:
+            mean = float(np.mean(list(r["auroc"].values())))
+            axes[1].text(r["size_bytes"] / 1024, i, f"  mean AUROC {mean:.3f} ({len(r['auroc'])} labels)",
+                         va="center", fontsize=7)
     fig.suptitle(f"{report['machine']['cores']}-core CPU, {report['machine']['platform'][:40]}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+if __name__ == "__main__":  # one model's measurement in its own process (see run_bench)
+    print("RESULT", json.dumps(measure_model(*json.loads(sys.argv[1]))), flush=True)

@@ -5,19 +5,34 @@ import argparse
 import sys
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help shows each option's default where it has one and the help text does not already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _parser(sub, name: str, **kw):
+    return sub.add_parser(name, formatter_class=_HelpFormatter, **kw)
+
+
 def _add_teacher_train(sub) -> None:
-    p = sub.add_parser("train-teacher", help="train the reference Net1D teacher on Challenge 2017 (train split)",
-                       description="Train a Net1D (ECGFounder architecture) on the Challenge 2017 train split, "
-                                   "select on validation, write an fp16 checkpoint. Reduced width by default; "
-                                   "--full for the 30.9 M-parameter width (GPU advised).")
-    p.add_argument("--out", default="models/reference_teacher.pth", help="checkpoint to write")
+    p = _parser(sub, "train-teacher", help="train the reference Net1D teacher on Challenge 2017 (train split)",
+                description="Train a Net1D (ECGFounder architecture) on the Challenge 2017 train split, "
+                            "select on validation, write an fp16 checkpoint. Reduced width by default; "
+                            "--full for the 30.9 M-parameter width (GPU advised).")
+    p.add_argument("--out", default=None, help="checkpoint to write (default: runs/teacher-<time>/reference_teacher.pth)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--full", action="store_true", help="full ECGFounder width instead of the reduced one")
-    p.add_argument("--epochs", type=int, default=14)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--epochs", type=int, default=14, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per batch")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     p.add_argument("--samples-per-epoch", type=int, default=12288, help="windows drawn (class-balanced) per epoch")
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from <out dir>/teacher_run/last.pt")
     p.add_argument("--limit", type=int, default=None, help="use only the first N records of each split (smoke runs)")
     p.set_defaults(func=_run_train_teacher)
@@ -28,160 +43,233 @@ def _run_train_teacher(a) -> int:
 
     from distill.teacher import FULL_TEACHER, REDUCED_TEACHER, train_reference_teacher
     from distill.trainer import TrainConfig
+    from edge_sdk.outputs import check_new_file, new_run_dir
 
+    out = Path(a.out) if a.out else new_run_dir("teacher") / "reference_teacher.pth"
+    if not a.resume:
+        check_new_file(out, a.force, "teacher checkpoint")
     cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, samples_per_epoch=a.samples_per_epoch,
-                      device=a.device, seed=a.seed, resume=a.resume,
-                      out_dir=str(Path(a.out).parent / "teacher_run"))
-    r = train_reference_teacher(a.out, FULL_TEACHER if a.full else REDUCED_TEACHER, cfg, limit=a.limit)
-    print(f"best val AF AUROC {r['best']:.4f}; {r['train_seconds']} s; checkpoint {a.out}")
+                      device=a.device, seed=a.seed, resume=a.resume, out_dir=str(out.parent / "teacher_run"))
+    r = train_reference_teacher(out, FULL_TEACHER if a.full else REDUCED_TEACHER, cfg, limit=a.limit, force=a.force)
+    print(f"best validation mean AUROC {r['best']:.4f}; {r['train_seconds']} s; checkpoint {out}")
     return 0
 
 
+def _add_data_options(p, what: str) -> None:
+    g = p.add_argument_group("data (default: the Challenge 2017 set in ../shared, its fixed record-level split)")
+    g.add_argument("--records", nargs="+", default=None, metavar="RECORD",
+                   help=f"your records for {what}: WFDB path without extension, .npz, or .csv with --fs; validation "
+                        "and test records come from a fixed seeded split of them unless --val-records is given")
+    g.add_argument("--val-records", nargs="+", default=None, metavar="RECORD",
+                   help="your validation records (also the held-out set for fidelity figures)")
+    g.add_argument("--record-labels", default=None, metavar="CSV",
+                   help="'record,label' CSV labelling --records/--val-records (record = file name without extension)")
+    g.add_argument("--label-map", default=None, metavar="MAP",
+                   help="dataset label -> output name, e.g. \"AF=ATRIAL FIBRILLATION;NSR=NORMAL SINUS RHYTHM\" "
+                        "(labels without an entry map to the output of the same name)")
+    g.add_argument("--fs", type=float, default=None, help="sample rate of CSV records, Hz")
+    g.add_argument("--limit", type=int, default=None, help="use only the first N records of each split (smoke runs)")
+
+
+def _data_spec(a):
+    from distill.data import DataSpec
+    from distill.labels import parse_label_map
+
+    if a.val_records and not a.records:
+        raise SystemExit("--val-records needs --records (the Challenge 2017 set brings its own validation split)")
+    if a.record_labels and not a.records:
+        raise SystemExit("--record-labels labels your --records; give them too")
+    return DataSpec(records=a.records, val_records=a.val_records, record_labels=a.record_labels,
+                    label_map=parse_label_map(a.label_map), fs_hz=a.fs, limit=a.limit)
+
+
 def _add_distill(sub) -> None:
-    p = sub.add_parser(
-        "distill", help="distil a Net1D teacher into a compact int8-friendly student",
+    p = _parser(
+        sub, "distill", help="distil a Net1D teacher (e.g. ECGFounder) into a compact int8-friendly student",
         description="Distil a teacher (official ECGFounder {'state_dict': ...} checkpoint or any Net1D checkpoint) "
-                    "into an EdgeStudent on Challenge 2017 windows (labeled) or on your own records (unlabeled). "
-                    "Uses the GPU when present (AMP); for several GPUs run "
-                    "`torchrun --nproc_per_node=N -m ecg_edge distill ...`.")
+                    "into an EdgeStudent with the outputs you choose (--labels, by name), on the Challenge 2017 set "
+                    "(labeled) or on your own records (unlabeled or labeled). Uses the GPU when present (AMP); for "
+                    "several GPUs run `torchrun --nproc_per_node=N -m ecg_edge distill ...`.\n\n"
+                    "examples:\n"
+                    "  ecg-edge distill --teacher ecgfounder_1lead.pth --labels \"ATRIAL FIBRILLATION,SINUS RHYTHM\" "
+                    "--records my/*.hea\n"
+                    "  ecg-edge distill --teacher models/reference_teacher.pth --out runs/s.pth")
     p.add_argument("--teacher", default="models/reference_teacher.pth", help="teacher checkpoint")
     p.add_argument("--teacher-config", default=None,
                    help="JSON file with the Net1D config (official checkpoints carry none; default: ECGFounder 1-lead)")
-    p.add_argument("--records", nargs="*", default=None,
-                   help="unlabeled records (WFDB path without extension, .npz, or .csv with --fs) instead of Challenge 2017")
-    p.add_argument("--fs", type=float, default=None, help="sample rate of CSV records in Hz")
-    p.add_argument("--no-hard-labels", action="store_true", help="ignore Challenge labels: pure distillation")
+    p.add_argument("--teacher-labels", default=None, metavar="NAMES",
+                   help="output names of a teacher checkpoint that stores none (\"A,B,...\" or @file, output order); "
+                        "official 150-output checkpoints get ECGFounder's tasks.txt names without it")
+    p.add_argument("--labels", default=None, metavar="NAMES",
+                   help="the teacher outputs the student gets, by name: \"NAME1,NAME2\" or @file with one name a line "
+                        "(default: all teacher outputs)")
+    _add_data_options(p, "training")
+    p.add_argument("--no-hard-labels", action="store_true", help="ignore dataset labels: pure distillation")
+    p.add_argument("--unmapped-labels", default="error", choices=["error", "unlabeled"],
+                   help="a dataset label with no student output: stop with an error, or use those records for "
+                        "distillation only (teacher targets, no hard label)")
     p.add_argument("--train-hop", type=float, default=2.5,
                    help="seconds between training windows (overlapping windows = more teacher targets)")
-    p.add_argument("--out", default="models/student.pth")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=4e-3)
-    p.add_argument("--samples-per-epoch", type=int, default=16384)
-    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--out", default=None, help="student checkpoint to write (default: runs/distill-<time>/student.pth)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per batch")
+    p.add_argument("--lr", type=float, default=4e-3, help="peak learning rate (one-cycle)")
+    p.add_argument("--samples-per-epoch", type=int, default=16384, help="windows drawn per epoch")
+    p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
     p.add_argument("--alpha", type=float, default=0.7, help="weight of the teacher term (1 - alpha: hard labels)")
     p.add_argument("--hint-weight", type=float, default=0.1, help="feature-hint MSE weight (0 disables)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from <out dir>/distill_run/last.pt")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N records of each split (smoke runs)")
     p.set_defaults(func=_run_distill)
 
 
 def _run_distill(a) -> int:
     import json
+    import os
     from pathlib import Path
 
-    import numpy as np
-
-    from distill.data import WindowSet, cache_dir, cinc2017_windows
-    from distill.distiller import DistillConfig, distill
+    from distill.data import cache_dir, load_split
+    from distill.distiller import DistillConfig, distill, load_teacher, select_student_labels
     from distill.trainer import TrainConfig
-    from edge_sdk.records import read_record
-    from edge_sdk.windowing import record_windows
+    from edge_sdk.errors import EdgeSDKError
+    from edge_sdk.outputs import check_new_file, new_run_dir
 
-    if a.records:
-        recs = [read_record(r, fs_hz=a.fs) for r in a.records]
-        chunks = [record_windows(r.signal_mv, r.fs_hz, a.train_hop) for r in recs]
-        x = np.concatenate(chunks)
-        train = WindowSet(x, np.full(len(x), -1, np.int64),
-                          np.concatenate([np.full(len(c), i) for i, c in enumerate(chunks)]), [r.name for r in recs])
-    else:
-        train = cinc2017_windows("train", hop_s=a.train_hop, limit=a.limit)
-        if a.no_hard_labels:
-            train = WindowSet(train.x, np.full(len(train), -1, np.int64), train.record_idx, train.records)
-    val = cinc2017_windows("val", limit=a.limit)
-    tcfg = json.loads(Path(a.teacher_config).read_text()) if a.teacher_config else None
-    if isinstance(tcfg, dict) and "config" in tcfg:
-        tcfg = tcfg["config"]
+    spec = _data_spec(a)
+    out = Path(a.out) if a.out else None
+    if out is None:  # every torchrun rank must agree on the folder: rank 0's start time via the env
+        stamp = os.environ.get("TORCHELASTIC_RUN_ID")
+        out = (Path("runs") / f"distill-{stamp}" / "student.pth") if stamp and stamp != "none" and \
+            int(os.environ.get("WORLD_SIZE", "1")) > 1 else new_run_dir("distill") / "student.pth"
+    if not a.resume:
+        check_new_file(out, a.force, "student checkpoint")
+    tcfg = None
+    if a.teacher_config:
+        try:
+            tcfg = json.loads(Path(a.teacher_config).read_text())
+        except (OSError, ValueError) as e:
+            raise EdgeSDKError(f"--teacher-config {a.teacher_config}: not a readable JSON file ({e})") from e
+        if isinstance(tcfg, dict) and "config" in tcfg:
+            tcfg = tcfg["config"]
+    # check the teacher and the label choice before any data is read
+    teacher = load_teacher(a.teacher, tcfg, a.teacher_labels)
+    student_labels, _ = select_student_labels(teacher.labels, a.labels)
+    del teacher
+    print(f"student outputs ({len(student_labels)}): {', '.join(student_labels.names[:10])}"
+          f"{' ...' if len(student_labels) > 10 else ''}; data: {spec.describe()}", flush=True)
+    train = load_split(spec, "train", hop_s=a.train_hop)
+    if train is None:
+        raise EdgeSDKError("no training records; give --records")
+    val = load_split(spec, "val")
+    hard = not a.no_hard_labels and train.labeled
     cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, samples_per_epoch=a.samples_per_epoch,
-                      device=a.device, seed=a.seed, resume=a.resume, out_dir=str(Path(a.out).parent / "distill_run"))
-    dcfg = DistillConfig(temperature=a.temperature, alpha=1.0 if (a.records or a.no_hard_labels) else a.alpha,
-                         hint_weight=a.hint_weight)
-    r = distill(a.teacher, a.out, train, val, cfg=dcfg, train_cfg=cfg, teacher_config=tcfg, cache=cache_dir())
-    print(f"student: {r['params']:,} parameters, {r['macs_per_window'] / 1e6:.2f} MMAC per 10-s window; "
-          f"best validation score {r['best']:.4f}; {r['seconds']} s; checkpoint {a.out}")
+                      device=a.device, seed=a.seed, resume=a.resume, out_dir=str(out.parent / f"{out.stem}_run"))
+    dcfg = DistillConfig(temperature=a.temperature, alpha=a.alpha if hard else 1.0, hint_weight=a.hint_weight)
+    r = distill(a.teacher, out, train if hard else train.unlabeled(), val, cfg=dcfg, train_cfg=cfg,
+                teacher_config=tcfg, labels=student_labels.names, teacher_labels=a.teacher_labels, cache=cache_dir(),
+                unmapped=a.unmapped_labels, force=a.force)
+    print(f"student: {r['params']:,} parameters, {r['macs_per_window'] / 1e6:.2f} MMAC per 10-s window, "
+          f"{len(r['labels'])} outputs; best {r['selection']} {r['best']:.4f}; {r['seconds']} s; checkpoint {out}")
     return 0
 
 
 def _add_quantize(sub) -> None:
-    p = sub.add_parser(
-        "quantize", help="student -> ONNX fp32, int8 ONNX (QDQ) and int8 TFLite, with fidelity, in a model bundle",
+    p = _parser(
+        sub, "quantize", help="student -> ONNX fp32, int8 ONNX (QDQ) and int8 TFLite, with fidelity, in an app bundle",
         description="Export the student to ONNX, quantize it to int8 with ONNX Runtime static QDQ (per-channel "
                     "weights, real calibration windows through the shared preprocessing) and to a full-integer "
-                    "TFLite model, quantize the teacher the same way, measure fidelity on the held-out split and "
-                    "write a bundle with a JSON model card.")
-    p.add_argument("--student", default="models/student.pth")
-    p.add_argument("--teacher", default="models/reference_teacher.pth", help="teacher to quantize side by side ('' to skip)")
-    p.add_argument("--out", default="bundles/default", help="bundle folder to (re)write")
-    p.add_argument("--calibration-windows", type=int, default=256, help="training windows used for calibration")
-    p.add_argument("--calibration-method", default="minmax", choices=["minmax", "entropy", "percentile"])
-    p.add_argument("--no-tflite", action="store_true", help="skip the TFLite model (no TensorFlow needed)")
-    p.add_argument("--qat-epochs", type=int, default=4,
-                   help="quantization-aware fine-tuning epochs before export (writes <student>_qat.pth); "
-                        "0 = post-training quantization of the student as it is")
-    p.add_argument("--qat-self-weight", type=float, default=4.0,
-                   help="weight of the float-vs-fake-quantized agreement term during QAT")
-    p.add_argument("--int8-first-conv", action="store_true",
+                    "TFLite model, measure fidelity on held-out windows, choose per-label thresholds on labeled "
+                    "validation data, and write an app bundle (student files + JSON model card). Options left "
+                    "out take the --config recipe's value, else the default shown.\n\n"
+                    "the committed bundle: ecg-edge quantize --config configs/default_bundle.json --force")
+    p.add_argument("--config", default=None, metavar="JSON",
+                   help="recipe file (see configs/default_bundle.json); paths in it are relative to the file")
+    p.add_argument("--student", default=None, help="student checkpoint from `ecg-edge distill` (required without --config)")
+    p.add_argument("--teacher", default=None,
+                   help="teacher for QAT targets and comparison figures (default: the one recorded in the student, "
+                        "if found)")
+    p.add_argument("--teacher-config", default=None, help="JSON Net1D config of an official-format teacher")
+    p.add_argument("--teacher-labels", default=None, help="output names of a teacher that stores none")
+    p.add_argument("--include-teacher", action="store_true", default=None,
+                   help="also put the teacher's fp32/int8 ONNX files in the bundle (large; for comparisons only)")
+    p.add_argument("--out", default=None, help="bundle folder (default: runs/quantize-<time>/bundle)")
+    p.add_argument("--qat-out", default=None,
+                   help="where the QAT-fine-tuned student checkpoint goes (default: <out>_student_qat.pth)")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out / --qat-out "
+                                                        "(only after the new bundle is complete)")
+    _add_data_options(p, "calibration, QAT, thresholds and fidelity")
+    p.add_argument("--calibration-windows", type=int, default=None, help="training windows used for calibration "
+                                                                         "[default: 256]")
+    p.add_argument("--calibration-method", default=None, choices=["minmax", "entropy", "percentile"],
+                   help="ONNX Runtime calibration method [default: minmax]")
+    p.add_argument("--no-tflite", action="store_true", default=None, help="skip the TFLite model (no TensorFlow needed)")
+    p.add_argument("--qat-epochs", type=int, default=None,
+                   help="quantization-aware fine-tuning epochs before export; 0 = post-training quantization "
+                        "[default: 4]")
+    p.add_argument("--qat-samples-per-epoch", type=int, default=None,
+                   help="training windows drawn per QAT epoch [default: 8192]")
+    p.add_argument("--qat-self-weight", type=float, default=None,
+                   help="weight of the float-vs-fake-quantized agreement term during QAT [default: 4.0]")
+    p.add_argument("--int8-first-conv", action="store_true", default=None,
                    help="quantize the first convolution too (default keeps it float in the ONNX int8 model)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N records of each split (smoke runs)")
     p.set_defaults(func=_run_quantize)
 
 
 def _run_quantize(a) -> int:
-    import numpy as np
-
-    from distill.data import cinc2017_windows
-    from quantize.build import build_bundle, print_report
-
+    import json
+    from dataclasses import asdict
     from pathlib import Path
 
-    train = cinc2017_windows("train", limit=a.limit)
-    rng = np.random.default_rng(0)
-    calib = train.x[rng.choice(len(train), min(a.calibration_windows, len(train)), replace=False)].astype(np.float32)
-    student = a.student
-    if a.qat_epochs > 0:
-        from distill.checkpoint import load_model
-        from distill.data import cache_dir
-        from distill.distiller import teacher_targets
-        from edge_sdk.bundle import sha256_of
-        from quantize.qat import qat_finetune
+    from quantize.build import print_report
+    from quantize.recipe import QuantizeRecipe, run_recipe
 
-        if not a.teacher:
-            raise SystemExit("ecg-edge quantize: --qat-epochs needs the --teacher the student was distilled from")
-        teacher, _ = load_model(a.teacher)
-        t_logits, _ = teacher_targets(teacher, train.x, sha256_of(a.teacher), cache_dir())
-        student = str(Path(a.student).with_name(Path(a.student).stem + "_qat.pth"))
-        r = qat_finetune(a.student, student, train.x, train.y, t_logits, epochs=a.qat_epochs,
-                         self_weight=a.qat_self_weight)
-        print(f"[quantize] quantization-aware fine-tuning: {a.qat_epochs} epochs, {r['seconds']} s -> {student}")
-    card = build_bundle(student, a.out, calib, cinc2017_windows("test", limit=a.limit),
-                        cinc2017_windows("val", limit=a.limit), a.teacher or None, tflite=not a.no_tflite,
-                        calibration_method=a.calibration_method, float_first_conv=not a.int8_first_conv)
+    data = {k: v for k, v in asdict(_data_spec(a)).items() if v is not None}
+    tcfg = json.loads(Path(a.teacher_config).read_text()) if a.teacher_config else None
+    if isinstance(tcfg, dict) and "config" in tcfg:
+        tcfg = tcfg["config"]
+    overrides = dict(student=a.student, teacher=a.teacher, teacher_config=tcfg,
+                     teacher_labels=a.teacher_labels.split(",") if a.teacher_labels else None,
+                     out=a.out, qat_out=a.qat_out, calibration_windows=a.calibration_windows,
+                     calibration_method=a.calibration_method, qat_epochs=a.qat_epochs,
+                     qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
+                     include_teacher=a.include_teacher,
+                     tflite=False if a.no_tflite else None, float_first_conv=False if a.int8_first_conv else None,
+                     data=data or None)
+    if a.config:
+        recipe = QuantizeRecipe.from_file(a.config, **overrides)
+    else:
+        if not a.student:
+            raise SystemExit("ecg-edge quantize: give --student (or --config RECIPE.json)")
+        recipe = QuantizeRecipe(**{k: v for k, v in overrides.items() if v is not None})
+    card = run_recipe(recipe, force=a.force)
     print_report(card)
+    print(f"bundle: {card['recipe']['bundle']}")
     return 0
 
 
 def _add_stream(sub) -> None:
-    p = sub.add_parser(
-        "stream", help="stream ECG (Polar H10, emulated H10 or a file) through the model and print predictions",
+    p = _parser(
+        sub, "stream", help="stream ECG (Polar H10, emulated H10 or a file) through the model and print predictions",
         description="Read ECG from a Polar H10 at ADDRESS over BLE (bleak), from an emulated H10 fed with a real "
                     "record (--emulate, bumble over an in-process link), or from a file (--replay), and print one "
-                    "line per window: time, top label, AF probability, signal quality and latency.")
+                    "line per window: time, the labels detected (probability >= the card's threshold for that label), "
+                    "signal quality and latency. --json prints every probability and threshold.")
     p.add_argument("address", nargs="?", help="BLE address (or macOS UUID) of the Polar H10")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--emulate", action="store_true", help="emulated Polar H10 fed with --record (MIT-BIH)")
     src.add_argument("--replay", metavar="FILE", help="WFDB record path (no extension), .csv (see --fs) or .npz")
-    p.add_argument("--record", default="201", help="MIT-BIH record fed to the emulator (default 201: has AF)")
+    p.add_argument("--record", default="201", help="MIT-BIH record fed to the emulator (201 has AF)")
     p.add_argument("--fs", type=float, default=None, help="sample rate of a CSV replay file, Hz")
     p.add_argument("--bundle", default="bundles/default", help="model bundle folder")
-    p.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "tflite"])
-    p.add_argument("--precision", default="int8", choices=["int8", "fp32"])
+    p.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "tflite"], help="inference runtime")
+    p.add_argument("--precision", default="int8", choices=["int8", "fp32"], help="model precision")
     p.add_argument("--hop", type=float, default=None, help="seconds between windows (default: the card's)")
     p.add_argument("--speed", type=float, default=1.0, help="replay/emulator speed (1 = real time, 0 = max for replay)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of ECG")
     p.add_argument("--save", metavar="CSV", default=None, help="record every received sample to this CSV")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--force", action="store_true", help="overwrite an existing --save file")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for inference")
     p.add_argument("--json", action="store_true", help="print predictions as JSON lines")
     p.set_defaults(func=_run_stream)
 
@@ -196,20 +284,23 @@ def _run_stream(a) -> int:
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser(
-        "bench", help="latency/throughput/size/memory/AUROC of teacher and student models, plus streaming figures",
-        description="Measure, in one run on this machine at 1 thread and at all cores: teacher fp32 (torch and "
-                    "ONNX Runtime), student fp32, student int8 ONNX and student int8 TFLite: latency per 10-s window "
-                    "(p50/p95/p99), throughput with batching, model size, peak memory and AF AUROC on the held-out "
-                    "records; then streaming end-to-end latency, CPU per stream and streams per core. Writes JSON, "
+    p = _parser(
+        sub, "bench", help="latency/throughput/size/memory/per-label AUROC of the models, plus streaming figures",
+        description="Measure, in one run on this machine at 1 thread and at all cores: the teacher in torch (when "
+                    "found), the bundle's fp32 and int8 ONNX models and its int8 TFLite model: latency per 10-s "
+                    "window (p50/p95/p99), throughput with batching, model size, peak memory and record-level AUROC "
+                    "per output name on the Challenge 2017 held-out records (outputs the data cannot score are "
+                    "listed); then streaming end-to-end latency, CPU per stream and streams per core. Writes JSON, "
                     "a markdown table and a PNG plot.")
-    p.add_argument("--bundle", default="bundles/default")
-    p.add_argument("--teacher", default="models/reference_teacher.pth")
-    p.add_argument("--out", default="bench_results")
+    p.add_argument("--bundle", default="bundles/default", help="model bundle folder")
+    p.add_argument("--teacher", default=None, help="teacher checkpoint to time in torch (default: the one the card "
+                                                   "names, when found)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/bench-<time>)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out (replaces its result files)")
     p.add_argument("--repeats", type=int, default=100, help="batch-1 latency repetitions per model")
     p.add_argument("--batch", type=int, default=32, help="batch size for the throughput figure")
     p.add_argument("--eval-limit", type=int, default=None, help="only the first N held-out records for AUROC")
-    p.add_argument("--stream-records", type=int, default=8)
+    p.add_argument("--stream-records", type=int, default=8, help="records replayed for the streaming CPU figure")
     p.add_argument("--stream-seconds", type=float, default=25.0, help="length of the real-time streaming check")
     p.add_argument("--emulated-streams", type=int, default=16,
                    help="concurrent emulated Polar H10 streams (bumble + bleak) in the real-time check")
@@ -218,30 +309,31 @@ def _add_bench(sub) -> None:
 
 
 def _run_bench(a) -> int:
-    from .bench import run_bench
+    from edge_sdk.outputs import new_run_dir
+
+    from .bench import markdown_table, run_bench
 
     if a.quick:
         a.repeats, a.eval_limit, a.stream_seconds = min(a.repeats, 30), a.eval_limit or 300, min(a.stream_seconds, 12.0)
-    report = run_bench(a.bundle, a.teacher, a.out, a.repeats, a.batch, a.eval_limit, a.stream_records, a.stream_seconds,
-                       emulated_count=a.emulated_streams)
-    from .bench import markdown_table
-
+    out = a.out or str(new_run_dir("bench"))
+    report = run_bench(a.bundle, a.teacher, out, a.repeats, a.batch, a.eval_limit, a.stream_records, a.stream_seconds,
+                       emulated_count=a.emulated_streams, force=a.force)
     print(markdown_table(report))
-    print(f"written: {a.out}/results.json, {a.out}/results.md, {a.out}/latency.png")
+    print(f"written: {out}/results.json, {out}/results.md, {out}/latency.png")
     return 0
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser(
-        "demo", help="the main job: bundle, emulated Polar H10 stream of a real record, live predictions, benchmark",
-        description="Load the int8 bundle (building it from the repository's teacher and student if missing), "
-                    "stream a real MIT-BIH record through an emulated Polar H10 into the SDK, print live "
+    p = _parser(
+        sub, "demo", help="the main job: bundle, emulated Polar H10 stream of a real record, live predictions, benchmark",
+        description="Load the int8 bundle (building it with the recipe configs/default_bundle.json if it is "
+                    "missing), stream a real MIT-BIH record through an emulated Polar H10 into the SDK, print live "
                     "predictions, and finish with a benchmark table.")
-    p.add_argument("--bundle", default="bundles/default")
+    p.add_argument("--bundle", default="bundles/default", help="model bundle folder")
     p.add_argument("--record", default="201", help="MIT-BIH record streamed through the emulated H10")
     p.add_argument("--seconds", type=float, default=90.0, help="seconds of ECG to stream")
     p.add_argument("--speed", type=float, default=10.0, help="emulator speed-up (1 = real time)")
-    p.add_argument("--out", default="bench_results/demo")
+    p.add_argument("--out", default=None, help="benchmark output folder (default: runs/demo-<time>)")
     p.set_defaults(func=_run_demo)
 
 

@@ -12,11 +12,16 @@ from edge_sdk.stream import EcgStream, Prediction
 
 
 def format_prediction(p: Prediction, t0: float) -> str:
-    af = p.probabilities.get("ATRIAL FIBRILLATION")
+    """One line: time, detected labels with probability >= threshold (or the top label when none is),
+    quality flags and latency."""
     quality = ",".join(p.quality) or "ok"
-    af_txt = f"  AF {af:4.2f}" if af is not None else ""
-    return (f"{p.end_sensor_s - t0:7.1f} s  {p.top_label:<22} {p.probabilities[p.top_label]:4.2f}{af_txt}  "
-            f"quality {quality:<10} latency: end-to-end {p.latency_ms['end_to_end']:6.1f} ms, SDK {p.latency_ms['since_arrival']:5.1f} ms")
+    if p.detected:
+        found = "detected: " + ", ".join(f"{n} {p.probabilities[n]:.2f}>={p.thresholds[n]:.2f}" for n in p.detected)
+    else:
+        top = p.top_label
+        found = f"nothing detected (top: {top} {p.probabilities[top]:.2f}<{p.thresholds[top]:.2f})"
+    return (f"{p.end_sensor_s - t0:7.1f} s  {found}  quality {quality}  latency: end-to-end "
+            f"{p.latency_ms['end_to_end']:6.1f} ms, SDK {p.latency_ms['since_arrival']:5.1f} ms")
 
 
 def print_event(ev: SourceEvent) -> None:
@@ -58,9 +63,7 @@ async def stream_predictions(source: EcgSource, bundle: str, duration: float | N
             t0 = p.start_sensor_s if t0 is None else t0
             if print_lines:
                 if as_json:
-                    print(json.dumps({"t_s": round(p.end_sensor_s - t0, 3), "top": p.top_label,
-                                      "probabilities": p.probabilities, "quality": p.quality,
-                                      "latency_ms": p.latency_ms}), flush=True)
+                    print(json.dumps({"t_s": round(p.end_sensor_s - t0, 3), **p.to_dict()}, default=str), flush=True)
                 else:
                     print(format_prediction(p, t0), flush=True)
             if duration is not None and p.end_sensor_s - t0 >= duration - 0.01:
@@ -74,7 +77,8 @@ def run_stream(a) -> EcgStream:
     async def main():
         async with open_source(a.address, a.emulate, a.replay, a.record, a.speed, a.fs, a.duration) as src:
             return await stream_predictions(src, a.bundle, a.duration, True, a.json, runtime=a.runtime,
-                                            precision=a.precision, hop_s=a.hop, threads=a.threads, record_to=a.save)
+                                            precision=a.precision, hop_s=a.hop, threads=a.threads, record_to=a.save,
+                                            overwrite_recording=a.force)
 
     stream = asyncio.run(main())
     print("\nlatency per stage (ms):\n" + stream.latency.table())

@@ -1,63 +1,82 @@
 """Model bundles: a folder with model files and ``model_card.json`` that a mobile app can read.
 
-The card (format ``ecg-edge/model-card`` version 1) holds label names, sample rate, window and hop,
-preprocessing parameters, input/output names and shapes, quantization parameters, decision thresholds,
-fidelity figures, teacher identity and the sha256 of each file. :func:`load_bundle` checks all of it and
-raises :class:`~edge_sdk.errors.BundleError` with what is wrong and how to fix it.
+The card (format ``ecg-edge/model-card`` version 2) holds the label table (name, ECGFounder vocabulary index,
+activation, threshold and where it came from, per output), sample rate, window and hop, preprocessing
+parameters, input/output names and shapes, quantization parameters, fidelity figures, teacher identity and
+the sha256 of each file. :func:`load_bundle` checks all of it and raises :class:`~edge_sdk.errors.BundleError`
+with what is wrong and how to fix it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BundleError
+from .errors import BundleError, LabelError
+from .labels import ECGFOUNDER_VOCABULARY, LabelTable
 from .preprocessing import PreprocessingConfig
 
 CARD_NAME = "model_card.json"
 CARD_FORMAT = "ecg-edge/model-card"
-CARD_VERSION = 1
-REQUIRED_KEYS = ("format", "version", "name", "labels", "sample_rate_hz", "window_seconds", "window_samples",
-                 "hop_seconds", "preprocessing", "input", "output", "files", "thresholds", "fidelity", "teacher")
+CARD_VERSION = 2
+REQUIRED_KEYS = ("format", "version", "name", "labels", "label_vocabulary", "threshold_rule", "sample_rate_hz",
+                 "window_seconds", "window_samples", "hop_seconds", "preprocessing", "input", "output", "files",
+                 "fidelity", "teacher")
 FILE_KEYS = ("sha256", "bytes", "runtime", "precision")
+#: Largest file a bundle may hold (a full-width ECGFounder ONNX is about 125 MB); checked before hashing.
+MAX_FILE_BYTES = 1 << 30
+MAX_CARD_BYTES = 16 << 20
 
 
-def sha256_of(path: str | Path) -> str:
+def sha256_of(path: str | Path, max_bytes: int | None = None) -> str:
+    """Hex sha256 of a regular file; with ``max_bytes``, :class:`BundleError` for anything larger or not regular."""
+    p = Path(path)
+    if max_bytes is not None:
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise BundleError(f"{p} is not a regular file; a bundle holds only regular files")
+        if st.st_size > max_bytes:
+            raise BundleError(f"{p} is {st.st_size:,} bytes, more than the {max_bytes:,} a bundle file may have")
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    read = 0
+    with open(p, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+            read += len(chunk)
+            if max_bytes is not None and read > max_bytes:
+                raise BundleError(f"{p} grew past {max_bytes:,} bytes while it was hashed")
     return h.hexdigest()
 
 
 @dataclass
 class ModelBundle:
-    """A verified bundle. ``card`` is the parsed model card; ``root`` the folder."""
+    """A verified bundle. ``card`` is the parsed model card; ``root`` the folder; ``label_table`` its outputs."""
 
     root: Path
     card: dict[str, Any]
 
     @property
+    def label_table(self) -> LabelTable:
+        return LabelTable.from_list(self.card["labels"], self.card.get("label_vocabulary", ECGFOUNDER_VOCABULARY))
+
+    @property
     def labels(self) -> list[str]:
-        return list(self.card["labels"])
+        """Output names in output order."""
+        return [d["name"] for d in self.card["labels"]]
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Label name -> decision threshold (probability in [0, 1])."""
+        return {d["name"]: float(d["threshold"]) for d in self.card["labels"]}
 
     @property
     def preprocessing(self) -> PreprocessingConfig:
         return PreprocessingConfig(**self.card["preprocessing"])
-
-    @property
-    def window_samples(self) -> int:
-        return int(self.card["window_samples"])
-
-    @property
-    def sample_rate_hz(self) -> float:
-        return float(self.card["sample_rate_hz"])
-
-    def model_files(self, runtime: str | None = None) -> dict[str, dict]:
-        """Files of the bundle, optionally only those for ``runtime`` (``onnxruntime`` or ``tflite``)."""
-        return {k: v for k, v in self.card["files"].items() if runtime is None or v["runtime"] == runtime}
 
     def path(self, file_name: str) -> Path:
         if file_name not in self.card["files"]:
@@ -72,8 +91,30 @@ class ModelBundle:
                           f"it has {[(n, f['runtime'], f['precision']) for n, f in self.card['files'].items()]}")
 
 
+def _number(card: dict, key: str, where: str, positive: bool = True) -> float:
+    v = card[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        raise BundleError(f"{where}: {key} must be a finite {'positive ' if positive else ''}number, got {v!r}; "
+                          "rebuild the bundle with `ecg-edge quantize`")
+    return float(v)
+
+
+def _object(card: dict, key: str, where: str) -> dict:
+    if not isinstance(card[key], dict):
+        raise BundleError(f"{where}: {key} must be a JSON object, got {type(card[key]).__name__}")
+    return card[key]
+
+
+def check_file_name(name: Any, where: str = CARD_NAME) -> str:
+    """A bundle file name must be a plain file name inside the bundle folder (no folders, no ``..``)."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+            or os.path.basename(name) != name or name.startswith("."):
+        raise BundleError(f"{where}: file name {name!r} is not a plain file name inside the bundle folder")
+    return name
+
+
 def validate_card(card: Any, where: str = CARD_NAME) -> dict:
-    """Raise :class:`BundleError` unless ``card`` is a complete model card of a supported version."""
+    """Raise :class:`BundleError` unless ``card`` is a complete, consistent model card of a supported version."""
     if not isinstance(card, dict):
         raise BundleError(f"{where} must hold a JSON object, got {type(card).__name__}")
     if card.get("format") != CARD_FORMAT:
@@ -85,42 +126,112 @@ def validate_card(card: Any, where: str = CARD_NAME) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in card]
     if missing:
         raise BundleError(f"{where} lacks {missing}; rebuild the bundle with `ecg-edge quantize`")
-    if not isinstance(card["labels"], list) or not card["labels"]:
-        raise BundleError(f"{where}: labels must be a non-empty list of names")
-    shape = card["output"].get("shape", [])
-    if not shape or shape[-1] != len(card["labels"]):
-        raise BundleError(f"{where}: output shape {shape} does not match {len(card['labels'])} labels")
-    if int(round(card["sample_rate_hz"] * card["window_seconds"])) != card["window_samples"]:
-        raise BundleError(f"{where}: window_samples {card['window_samples']} != sample_rate_hz x window_seconds")
     try:
-        PreprocessingConfig(**card["preprocessing"])
+        table = LabelTable.from_list(card["labels"], card["label_vocabulary"], where=f"{where}: labels")
+    except LabelError as e:
+        raise BundleError(str(e)) from e
+    for key in ("preprocessing", "input", "output", "files", "fidelity", "teacher", "threshold_rule"):
+        _object(card, key, where)
+    shape = card["output"].get("shape")
+    if not isinstance(shape, list) or not shape or shape[-1] != len(table):
+        raise BundleError(f"{where}: output shape {shape} does not match {len(table)} labels")
+    if card["output"].get("activation") != table.activation:
+        raise BundleError(f"{where}: output activation {card['output'].get('activation')!r} differs from the "
+                          f"labels' {table.activation!r}")
+    fs = _number(card, "sample_rate_hz", where)
+    win_s = _number(card, "window_seconds", where)
+    hop = _number(card, "hop_seconds", where)
+    if hop > win_s * 10:
+        raise BundleError(f"{where}: hop_seconds {hop} is implausibly long for {win_s}-s windows")
+    ws = card["window_samples"]
+    if isinstance(ws, bool) or not isinstance(ws, int) or int(round(fs * win_s)) != ws:
+        raise BundleError(f"{where}: window_samples {ws!r} != sample_rate_hz x window_seconds")
+    try:
+        pre = PreprocessingConfig(**card["preprocessing"])
     except TypeError as e:
         raise BundleError(f"{where}: preprocessing has unknown or missing parameters ({e})") from e
+    for key, value in pre.to_dict().items():
+        if key != "resampling" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                    or not math.isfinite(value) or value <= 0):
+            raise BundleError(f"{where}: preprocessing.{key} must be a finite positive number, got {value!r}")
+    if pre.fs_hz != fs or pre.window_seconds != win_s:
+        raise BundleError(f"{where}: preprocessing runs at {pre.fs_hz} Hz / {pre.window_seconds} s but the card says "
+                          f"sample_rate_hz {fs} / window_seconds {win_s}; rebuild the bundle")
+    nyquist = pre.fs_hz / 2
+    if not (pre.notch_hz < nyquist and pre.bandpass_low_hz < pre.bandpass_high_hz < nyquist):
+        raise BundleError(f"{where}: notch {pre.notch_hz} Hz / band-pass {pre.bandpass_low_hz}-{pre.bandpass_high_hz} Hz "
+                          f"must lie below the Nyquist frequency {nyquist} Hz (and low < high)")
+    if not card["files"]:
+        raise BundleError(f"{where}: files is empty; a bundle needs at least one model file")
     for name, f in card["files"].items():
+        check_file_name(name, where)
+        if not isinstance(f, dict):
+            raise BundleError(f"{where}: file entry {name!r} must be an object")
         lacking = [k for k in FILE_KEYS if k not in f]
         if lacking:
             raise BundleError(f"{where}: file entry {name!r} lacks {lacking}")
+        if f["runtime"] not in ("onnxruntime", "tflite") or f["precision"] not in ("fp32", "int8"):
+            raise BundleError(f"{where}: file entry {name!r} has runtime {f['runtime']!r} / precision "
+                              f"{f['precision']!r}; expected onnxruntime|tflite and fp32|int8")
+        b = f["bytes"]
+        if isinstance(b, bool) or not isinstance(b, int) or not 0 < b <= MAX_FILE_BYTES:
+            raise BundleError(f"{where}: file entry {name!r} has bytes {b!r}; expected 1..{MAX_FILE_BYTES}")
+        if not isinstance(f["sha256"], str) or len(f["sha256"]) != 64:
+            raise BundleError(f"{where}: file entry {name!r} has no valid sha256")
     return card
 
 
+def _reject_constant(token: str):
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def read_card(card_path: Path) -> Any:
+    """Parse ``model_card.json`` strictly (UTF-8, no NaN/Infinity), as :class:`BundleError` on any problem."""
+    try:
+        st = card_path.stat()
+    except OSError as e:
+        raise BundleError(f"{card_path} cannot be read ({e.strerror}); build a bundle with `ecg-edge quantize`") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(f"{card_path} is not a regular file; a bundle's card is a JSON file")
+    if st.st_size > MAX_CARD_BYTES:
+        raise BundleError(f"{card_path} is {st.st_size:,} bytes; a model card is a small JSON file")
+    try:
+        return json.loads(card_path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{card_path} is not UTF-8 text ({e}); rebuild the bundle") from e
+    except ValueError as e:  # JSONDecodeError and NaN/Infinity
+        raise BundleError(f"{card_path} is not valid JSON ({e}); rebuild the bundle") from e
+
+
 def load_bundle(path: str | Path, verify_checksums: bool = True) -> ModelBundle:
-    """Load and verify a bundle folder (or its ``model_card.json``)."""
+    """Load and verify a bundle folder (or its ``model_card.json``).
+
+    Checks the card (types, finite values, unique labels, thresholds in [0, 1], consistent rates, positive
+    hop), that every file is a regular file inside the folder with the size the card states, and (unless
+    ``verify_checksums`` is false) its sha256. Raises :class:`BundleError` saying what to do.
+    """
     p = Path(path)
     root = p.parent if p.name == CARD_NAME else p
     card_path = root / CARD_NAME
     if not card_path.exists():
         raise BundleError(f"no {CARD_NAME} in {root}; build a bundle with `ecg-edge quantize --out {root}`")
-    try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{card_path} is not valid JSON ({e}); rebuild the bundle") from e
+    card = read_card(card_path)
     validate_card(card, str(card_path))
+    real_root = root.resolve()
     for name, f in card["files"].items():
         fp = root / name
         if not fp.exists():
             raise BundleError(f"bundle file {fp} is missing; copy the whole bundle folder")
+        if fp.resolve().parent != real_root:
+            raise BundleError(f"bundle file {fp} points outside the bundle folder; copy the real file into it")
+        st = fp.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise BundleError(f"bundle file {fp} is not a regular file")
+        if st.st_size != f["bytes"]:
+            raise BundleError(f"bundle file {fp} is {st.st_size:,} bytes but the card says {f['bytes']:,}; "
+                              "the file is truncated or was replaced - copy the bundle again")
         if verify_checksums:
-            digest = sha256_of(fp)
+            digest = sha256_of(fp, max_bytes=MAX_FILE_BYTES)
             if digest != f["sha256"]:
                 raise BundleError(f"checksum mismatch for {fp}: card says {f['sha256'][:12]}..., file is "
                                   f"{digest[:12]}...; the file is corrupt or was replaced - copy the bundle again")
@@ -131,9 +242,9 @@ def write_card(root: str | Path, card: dict) -> Path:
     """Validate ``card``, fill in sha256 and bytes of its files, and write ``model_card.json``."""
     root = Path(root)
     for name, f in card["files"].items():
-        f["sha256"] = sha256_of(root / name)
+        f["sha256"] = sha256_of(root / check_file_name(name))
         f["bytes"] = (root / name).stat().st_size
     validate_card(card)
     out = root / CARD_NAME
-    out.write_text(json.dumps(card, indent=2))
+    out.write_text(json.dumps(card, indent=2, allow_nan=False))
     return out

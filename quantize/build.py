@@ -1,26 +1,33 @@
-"""Student checkpoint -> model bundle: ONNX fp32, ONNX int8 (QDQ), TFLite full-integer, model card.
+"""Student checkpoint -> app bundle: ONNX fp32, ONNX int8 (QDQ), TFLite full-integer, model card.
 
-The reference teacher is exported and quantized the same way and reported beside the student, to show
-why distillation matters before int8.
+A bundle holds what an app ships: the student's model files and ``model_card.json``. The card carries the
+student's label table (per-label thresholds chosen on labeled validation data where there is some), fidelity
+of each int8 file against the float model, and the teacher's identity and comparison figures (the teacher
+runs in torch for those). The teacher's own ONNX files are added only with ``include_teacher``.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from distill.checkpoint import load_model
 from distill.data import WindowSet
+from distill.distiller import Teacher
+from distill.labels import checkpoint_label_table
 from distill.student import count_macs, count_params
+from distill.windows_dataset import predict
 from edge_sdk.bundle import CARD_FORMAT, CARD_VERSION, sha256_of, write_card
 from edge_sdk.inference.onnx_backend import OnnxBackend
+from edge_sdk.labels import LabelTable
+from edge_sdk.outputs import check_new_dir, replace_dir, staging_dir
 from edge_sdk.preprocessing import DEFAULT_CONFIG
 
-from .fidelity import best_thresholds, compare
+from .fidelity import choose_thresholds, compare
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .onnx_int8 import quantize_onnx_int8
 
@@ -33,29 +40,76 @@ def _probs(backend, x: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate([backend.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
+class SelectOutputs(nn.Module):
+    """A model restricted to some of its outputs (the student's labels), in the student's order."""
+
+    def __init__(self, model: nn.Module, indices: list[int]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("indices", torch.tensor(indices, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).index_select(1, self.indices)
+
+
+def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
+    t = torch.from_numpy(np.asarray(logits, np.float32))
+    return (torch.softmax(t, 1) if activation == "softmax" else torch.sigmoid(t)).numpy()
+
+
+def teacher_probabilities(teacher: Teacher, names: list[str], x: np.ndarray) -> np.ndarray:
+    """Teacher probabilities (torch, fp32) of the outputs ``names`` on windows ``x`` (n, 5000)."""
+    sel = teacher.labels.indices(names)
+    logits = predict(teacher.model, x, desc="teacher on held-out windows")[:, sel]
+    return _activate(logits, teacher.labels.activation)
+
+
 def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.ndarray, test: WindowSet,
-                 val: WindowSet | None = None, teacher_path: str | Path | None = None, tflite: bool = True,
-                 hop_seconds: float = 5.0, calibration_method: str = "minmax", float_first_conv: bool = True) -> dict:
+                 val: WindowSet | None = None, teacher: Teacher | None = None, tflite: bool = True,
+                 hop_seconds: float = 5.0, calibration_method: str = "minmax", float_first_conv: bool = True,
+                 include_teacher: bool = False, force: bool = False, recipe: dict | None = None) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
 
-    ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows used
-    for the fidelity figures; ``val``: windows for choosing per-label thresholds (default 0.5 each).
-    A student fine-tuned with :mod:`quantize.qat` carries its input range in its checkpoint; the ONNX int8
-    model and the TFLite model then quantize the input on that range. ``float_first_conv`` keeps the first
-    convolution of the ONNX int8 student in float (the TFLite model is full-integer regardless).
+    ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows for the
+    fidelity figures (labeled ones also give per-label AUROC by name); ``val``: labeled windows to choose
+    per-label thresholds (otherwise 0.5, stated in the card). ``teacher`` (with a label table covering the
+    student's labels) adds comparison figures, and its ONNX files with ``include_teacher``. A student
+    fine-tuned with :mod:`quantize.qat` carries its input range; the int8 models quantize the input on it.
+    ``float_first_conv`` keeps the first convolution of the ONNX int8 student in float (the TFLite model is
+    full-integer regardless). ``out_dir`` must be missing or empty unless ``force``; the bundle is built
+    in a sibling folder and moved into place only when complete. ``recipe`` is recorded in the card.
     """
     t0 = time.time()
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    final = check_new_dir(out_dir, force, "bundle folder")
     student, s_ckpt = load_model(student_path)
     meta = s_ckpt.get("meta") or {}
-    activation = meta.get("activation", "softmax")
-    labels = list(s_ckpt["labels"])
+    table = checkpoint_label_table(s_ckpt, student.head.out_features, where=f"student {Path(student_path).name}")
+    names, activation = table.names, table.activation
+    if teacher is not None:
+        teacher.labels.indices(names)  # every student label must be a teacher output (LabelError otherwise)
+    if len(test) == 0:
+        from edge_sdk.errors import DatasetError
+        raise DatasetError("no held-out windows to measure fidelity on; give evaluation records")
+    out = staging_dir(final)
+    try:
+        card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
+                      hop_seconds, calibration_method, float_first_conv, include_teacher, recipe)
+    except BaseException:
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    card["build_seconds"] = round(time.time() - t0, 1)
+    write_card(out, card)
+    replace_dir(out, final)
+    _log(f"bundle written to {final} in {card['build_seconds']} s")
+    return card
+
+
+def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Path, calibration, test, val,
+           teacher, tflite, hop_seconds, calibration_method, float_first_conv, include_teacher, recipe) -> dict:
+    names, activation = table.names, table.activation
     files: dict[str, dict] = {}
     fidelity: dict[str, dict] = {}
-    ridx, rlab = test.record_idx, test.record_labels()
     x_test = test.x.astype(np.float32)  # float16 cache -> model input, once
 
     _log("export student fp32 ONNX")
@@ -71,14 +125,12 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
     _log(f"fidelity on {len(test)} held-out windows")
     with torch.no_grad():
-        torch_fp32 = torch.softmax(student(torch.from_numpy(x_test[:512])[:, None]), 1).numpy() \
-            if activation == "softmax" else None
+        torch_fp32 = _activate(student(torch.from_numpy(x_test[:512])[:, None]).numpy(), activation)
     s_int8_backend = OnnxBackend(out / "student_int8.onnx", threads=2)
     s_fp32 = _probs(OnnxBackend(out / "student_fp32.onnx", threads=2), x_test)
     s_int8 = _probs(s_int8_backend, x_test)
-    if torch_fp32 is not None:
-        fidelity["student_onnx_fp32_vs_torch"] = {"max_abs_prob_error": float(np.abs(torch_fp32 - s_fp32[:512]).max())}
-    fidelity["student_onnx_int8_vs_fp32"] = compare(s_fp32, s_int8, ridx, rlab)
+    fidelity["student_onnx_fp32_vs_torch"] = {"max_abs_prob_error": float(np.abs(torch_fp32 - s_fp32[:512]).max())}
+    fidelity["student_onnx_int8_vs_fp32"] = compare(s_fp32, s_int8, names, test, activation)
 
     if tflite:
         from edge_sdk.inference.tflite_backend import TFLiteBackend
@@ -89,60 +141,68 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
         tparams = convert_tflite_int8(student, activation, out / "student_int8.tflite", calibration)
         files["student_int8.tflite"] = {"runtime": "tflite", "precision": "int8", "role": "student", "quantization": tparams}
         s_tfl = TFLiteBackend(out / "student_int8.tflite", threads=2).predict(x_test)
-        fidelity["student_tflite_int8_vs_fp32"] = compare(s_fp32, s_tfl, ridx, rlab)
+        fidelity["student_tflite_int8_vs_fp32"] = compare(s_fp32, s_tfl, names, test, activation)
 
     teacher_card: dict = {"identity": meta.get("teacher", {})}
-    if teacher_path is not None:
-        teacher, t_ckpt = load_model(teacher_path)
-        t_act = (t_ckpt.get("meta") or {}).get("activation", "sigmoid")
-        _log("teacher: export fp32 ONNX and int8 QDQ the same way")
-        export_onnx(teacher, out / "teacher_fp32.onnx", t_act)
-        tq = quantize_onnx_int8(out / "teacher_fp32.onnx", out / "teacher_int8.onnx", calibration, calibration_method,
-                                float_first_conv=float_first_conv)
-        files["teacher_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "teacher"}
-        files["teacher_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "teacher", "quantization": tq}
-        t_fp32 = _probs(OnnxBackend(out / "teacher_fp32.onnx", threads=2), x_test)
-        t_int8 = _probs(OnnxBackend(out / "teacher_int8.onnx", threads=2), x_test)
-        fidelity["teacher_onnx_int8_vs_fp32"] = compare(t_fp32, t_int8, ridx, rlab)
-        fidelity["student_fp32_vs_teacher_fp32"] = compare(t_fp32, s_fp32, ridx, rlab)
-        teacher_card.update({"params": count_params(teacher), "macs_per_window": count_macs(teacher),
-                             "checkpoint": Path(teacher_path).name, "checkpoint_sha256": sha256_of(teacher_path),
-                             "config": t_ckpt.get("config"), "width": (t_ckpt.get("meta") or {}).get("width")})
+    if teacher is not None:
+        _log("teacher (torch fp32) on the held-out windows, for comparison")
+        t_probs = teacher_probabilities(teacher, names, x_test)
+        fidelity["student_fp32_vs_teacher_fp32"] = compare(t_probs, s_fp32, names, test, activation)
+        teacher_card.update({"params": count_params(teacher.model), "macs_per_window": count_macs(teacher.model),
+                             "checkpoint": teacher.path.name, "checkpoint_sha256": teacher.sha256,
+                             "config": teacher.config, "width": teacher.identity()["width"],
+                             "n_outputs": len(teacher.labels), "outputs_used": names})
+        if include_teacher:
+            _log("teacher: export fp32 ONNX and int8 QDQ of the student's outputs the same way")
+            wrapped = SelectOutputs(teacher.model, teacher.labels.indices(names)).eval()
+            export_onnx(wrapped, out / "teacher_fp32.onnx", teacher.labels.activation)
+            tq = quantize_onnx_int8(out / "teacher_fp32.onnx", out / "teacher_int8.onnx", calibration,
+                                    calibration_method, float_first_conv=float_first_conv)
+            files["teacher_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "teacher"}
+            files["teacher_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "teacher",
+                                          "quantization": tq}
+            t_int8 = _probs(OnnxBackend(out / "teacher_int8.onnx", threads=2), x_test)
+            fidelity["teacher_onnx_int8_vs_fp32"] = compare(t_probs, t_int8, names, test, activation)
 
-    thresholds = {n: 0.5 for n in labels}
-    if val is not None and len(labels) == 4:
-        v = _probs(s_int8_backend, val.x.astype(np.float32))
-        thresholds = best_thresholds(v, val.record_idx, val.record_labels(), labels)
+    v_probs = _probs(s_int8_backend, val.x.astype(np.float32)) if val is not None and val.labeled else None
+    chosen, rule = choose_thresholds(v_probs, names, val) if v_probs is not None else choose_thresholds(None, names, None)
+    table = table.with_default_thresholds().with_thresholds(chosen, "validation")
+    rule["chosen_on"] = "student_int8.onnx outputs"
 
-    card = {
+    return {
         "format": CARD_FORMAT, "version": CARD_VERSION, "name": "ecg-edge-student",
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "labels": labels, "label_vocabulary": "ECGFounder tasks.txt",
-        "ecgfounder_vocab_index": (meta.get("teacher", {}).get("meta") or {}).get("ecgfounder_vocab_index")
-        or [1, 5, None, None][:len(labels)],
+        "labels": table.to_list(), "label_vocabulary": table.vocabulary, "threshold_rule": rule,
         "sample_rate_hz": DEFAULT_CONFIG.fs_hz, "window_seconds": DEFAULT_CONFIG.window_seconds,
         "window_samples": DEFAULT_CONFIG.window_samples, "hop_seconds": hop_seconds,
         "preprocessing": DEFAULT_CONFIG.to_dict(),
         "input": {"name": INPUT_NAME, "shape": ["batch", 1, DEFAULT_CONFIG.window_samples], "dtype": "float32",
                   "layout": "z-scored ECG, 1 lead, 500 Hz", "tflite_shape": [1, DEFAULT_CONFIG.window_samples, 1]},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(labels)], "dtype": "float32", "activation": activation},
-        "files": files, "thresholds": thresholds, "fidelity": fidelity, "teacher": teacher_card,
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(names)], "dtype": "float32", "activation": activation},
+        "files": files, "fidelity": fidelity, "teacher": teacher_card,
         "student": {"arch": s_ckpt.get("arch"), "config": s_ckpt.get("config"), "params": count_params(student),
-                    "macs_per_window": count_macs(student), "checkpoint_sha256": sha256_of(student_path),
-                    "val": meta.get("val"), "qat": meta.get("qat")},
-        "evaluation": {"data": "Challenge 2017, project record-level test split (seed 2017)",
-                       "n_records": int(len(test.records)), "n_windows": int(len(test))},
+                    "macs_per_window": count_macs(student), "checkpoint": student_path.name,
+                    "checkpoint_sha256": sha256_of(student_path), "val": meta.get("val"), "qat": meta.get("qat"),
+                    "data": meta.get("data")},
+        "evaluation": {"data": test.description, "n_records": int(len(test.records)), "n_windows": int(len(test)),
+                       "labeled": test.labeled},
+        "recipe": recipe,
         "build_seconds": None,
     }
-    card["build_seconds"] = round(time.time() - t0, 1)
-    write_card(out, card)
-    _log(f"bundle written to {out} in {card['build_seconds']} s")
-    return card
 
 
 def print_report(card: dict) -> None:
-    """Human-readable fidelity and size table."""
-    print("\nbundle sizes (bytes): " + ", ".join(f"{n}={f['bytes']:,}" for n, f in card["files"].items()))
+    """Human-readable label, fidelity and size summary."""
+    print("\nlabels (threshold, source): " + ", ".join(
+        f"{d['name']} ({d['threshold']:.3f}, {d['threshold_source']})" for d in card["labels"]))
+    print("bundle sizes (bytes): " + ", ".join(f"{n}={f['bytes']:,}" for n, f in card["files"].items()))
     for k, v in card["fidelity"].items():
-        figures = ", ".join(f"{kk}={vv:.4f}" if isinstance(vv, float) else f"{kk}={vv}" for kk, vv in v.items())
-        print(f"{k}: {figures}")
+        parts = []
+        for kk, vv in v.items():
+            if isinstance(vv, float):
+                parts.append(f"{kk}={vv:.4f}")
+            elif isinstance(vv, dict):
+                parts.append(f"{kk}={{" + ", ".join(f"{n}: {x:.4f}" for n, x in vv.items()) + "}")
+            else:
+                parts.append(f"{kk}={vv}")
+        print(f"{k}: {', '.join(parts)}")

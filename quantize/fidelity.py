@@ -1,40 +1,67 @@
-"""How far quantized outputs drift from float ones, and what that costs in AF AUROC (record level)."""
+"""How far quantized outputs drift from float ones, what that costs in per-label AUROC, and thresholds.
+
+Every per-label figure is keyed by output name; outputs the evaluation data cannot score are listed with
+the reason instead.
+"""
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 
-from distill.metrics import evaluate
+from distill.data import WindowSet
+from distill.metrics import evaluate_by_name, record_probabilities, scorable_outputs, record_classes
+from edge_sdk.labels import DEFAULT_THRESHOLD
+
+#: The rule written into model cards for thresholds chosen on validation data.
+THRESHOLD_RULE = ("one-vs-rest threshold maximising record-level F1 (record score = mean of its windows' "
+                  "probabilities) on the labeled validation records, per output the data can score")
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, record_idx: np.ndarray | None = None,
-            record_labels: np.ndarray | None = None) -> dict:
-    """Max/mean absolute probability error of ``candidate`` vs ``reference`` (both (n, C)); with labels also
-    AF AUROC and macro-F1 of both and the AUROC drop."""
+def compare(reference: np.ndarray, candidate: np.ndarray, names: Sequence[str] | None = None,
+            data: WindowSet | None = None, activation: str | None = None) -> dict:
+    """Max/mean/p99 absolute probability error of ``candidate`` vs ``reference`` (both (n, C)), agreement of
+    the top label; with labeled ``data`` and output ``names`` also per-label AUROC of both, keyed by name."""
     err = np.abs(np.asarray(candidate, np.float64) - np.asarray(reference, np.float64))
     worst = err.max(1)
     out = {"max_abs_prob_error": float(err.max()), "mean_abs_prob_error": float(err.mean()),
            "p99_abs_prob_error": float(np.percentile(worst, 99)),
            "windows_over_0.03": float((worst > 0.03).mean()),
            "argmax_agreement": float((candidate.argmax(1) == reference.argmax(1)).mean()), "n_windows": int(len(err))}
-    if record_idx is not None and record_labels is not None and reference.shape[1] == 4:
-        r, c = evaluate(reference, record_idx, record_labels), evaluate(candidate, record_idx, record_labels)
-        out.update({"af_auroc_reference": r["af_auroc"], "af_auroc": c["af_auroc"],
-                    "af_auroc_drop": r["af_auroc"] - c["af_auroc"], "macro_f1_reference": r["macro_f1"],
-                    "macro_f1": c["macro_f1"], "n_records": r["n_records"]})
+    if names is not None and data is not None and data.labeled:
+        r = evaluate_by_name(reference, names, data.record_idx, data.y, data.classes, data.label_map, activation)
+        c = evaluate_by_name(candidate, names, data.record_idx, data.y, data.classes, data.label_map, activation)
+        out.update({"auroc_reference": r["auroc"], "auroc": c["auroc"],
+                    "auroc_drop": {k: r["auroc"][k] - c["auroc"][k] for k in r["auroc"]},
+                    "n_records": r["n_records"]})
+        if "macro_f1" in r:
+            out.update({"macro_f1_reference": r["macro_f1"], "macro_f1": c["macro_f1"]})
     return out
 
 
-def best_thresholds(probs: np.ndarray, record_idx: np.ndarray, record_labels: np.ndarray,
-                    labels: list[str]) -> dict[str, float]:
-    """One-vs-rest threshold per label maximising record-level F1 on a validation set."""
+def choose_thresholds(probs: np.ndarray, names: Sequence[str], data: WindowSet | None) -> tuple[dict[str, float], dict]:
+    """Per-label thresholds chosen on labeled validation windows, and a description of how.
+
+    Returns ``({name: threshold} for the outputs ``data`` can score, rule)``; the other outputs keep
+    :data:`~edge_sdk.labels.DEFAULT_THRESHOLD` and are listed in the rule with the reason.
+    """
     from sklearn.metrics import precision_recall_curve
 
-    from distill.metrics import record_probabilities
-
-    p = record_probabilities(probs, record_idx, len(record_labels))
+    rule = {"validation": THRESHOLD_RULE, "default": DEFAULT_THRESHOLD,
+            "data": data.description if data is not None else None, "not_chosen": {}}
+    if data is None or not data.labeled:
+        rule["not_chosen"] = {n: "no labeled validation data" for n in names}
+        return {}, rule
+    n_records = len(data.records)
+    rec_cls = record_classes(data.y, data.record_idx, n_records)
+    scorable, reasons = scorable_outputs(names, data.classes, data.label_map, rec_cls)
+    p = record_probabilities(probs, data.record_idx, n_records)
+    keep = rec_cls >= 0
     out = {}
-    for i, name in enumerate(labels):
-        prec, rec, thr = precision_recall_curve(record_labels == i, p[:, i])
+    for name, c in scorable.items():
+        prec, rec, thr = precision_recall_curve(rec_cls[keep] == c, p[keep, list(names).index(name)])
         f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
-        out[name] = float(thr[int(np.argmax(f1[:-1]))]) if len(thr) else 0.5
-    return out
+        out[name] = float(np.clip(thr[int(np.argmax(f1[:-1]))], 0.0, 1.0))
+    rule["not_chosen"] = reasons
+    rule["n_records"] = int(keep.sum())
+    return out, rule

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, QConfig, QConfigMapping
 from torch.ao.quantization import default_per_channel_weight_fake_quant
@@ -24,7 +23,10 @@ from torch.ao.quantization.quantize_fx import prepare_qat_fx
 from tqdm import tqdm
 
 from distill.checkpoint import load_model, save_checkpoint
-from distill.distiller import kd_loss
+from distill.distiller import hard_loss, kd_loss
+from distill.labels import checkpoint_label_table
+from edge_sdk.errors import LabelError
+from edge_sdk.outputs import check_new_file
 from distill.student import ConvBNReLU, EdgeStudent, ResidualConv
 from distill.trainer import WeightedEpochSampler, class_balancing_weights, seed_everything
 
@@ -75,22 +77,38 @@ def copy_back(qat: nn.Module, student: EdgeStudent) -> EdgeStudent:
     return student
 
 
-def qat_finetune(student_path: str | Path, out: str | Path, x: np.ndarray, y: np.ndarray,
-                 teacher_logits: np.ndarray, epochs: int = 4, samples_per_epoch: int = 8192, batch_size: int = 64,
+def qat_finetune(student_path: str | Path, out: str | Path, x: np.ndarray, y: np.ndarray | None,
+                 teacher_logits: np.ndarray | None, epochs: int = 4, samples_per_epoch: int = 8192, batch_size: int = 64,
                  lr: float = 3e-4, temperature: float = 4.0, alpha: float = 0.7, self_weight: float = 1.0,
-                 seed: int = 0, threads: int | None = None) -> dict:
+                 seed: int = 0, threads: int | None = None, supervised: list[int] | None = None,
+                 force: bool = False) -> dict:
     """Fine-tune with fake quantization; write the float student to ``out`` and return a summary.
 
-    ``x``: training windows (n, L); ``y``: labels (-1 unknown); ``teacher_logits``: (n, C) cached teacher
-    outputs. Loss = KD(teacher) (+ hard labels) + ``self_weight`` * KL to the starting student's outputs.
-    BatchNorm statistics are frozen from ``freeze_bn_epoch`` on, observers for the last epoch.
+    ``x``: training windows (n, L) z-scored at 500 Hz; ``y``: hard labels as student output indices (-1 or
+    ``None`` = none; ``supervised``: the outputs they speak about, for sigmoid students);
+    ``teacher_logits``: (n, n_student_outputs) cached teacher outputs for the student's labels, or ``None``
+    to distil from the starting student's own float outputs. Loss = KD(targets) (+ hard labels) +
+    ``self_weight`` * KL between fake-quantized and float outputs. BatchNorm statistics are frozen; observers
+    are frozen for the last epoch. ``out`` is refused if it exists unless ``force``.
     """
     t0 = time.time()
+    check_new_file(out, force, "QAT student checkpoint")
     seed_everything(seed)
     if threads:
         torch.set_num_threads(threads)
     student, ckpt = load_model(student_path)
-    activation = (ckpt.get("meta") or {}).get("activation", "softmax")
+    table = checkpoint_label_table(ckpt, student.head.out_features, where=f"student {Path(student_path).name}")
+    activation = table.activation
+    targets = "teacher"
+    if teacher_logits is None:
+        from distill.windows_dataset import predict
+
+        teacher_logits, targets = predict(student, x), "student (float, before QAT)"
+    if teacher_logits.shape != (len(x), len(table)):
+        raise LabelError(f"teacher targets have shape {teacher_logits.shape}, expected {(len(x), len(table))}: "
+                         "select the teacher outputs of the student's labels")
+    y = np.full(len(x), -1, np.int64) if y is None else np.asarray(y, np.int64)
+    sup = torch.tensor(supervised, dtype=torch.long) if supervised else None
     qat = prepare_qat(student)
     qat.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)
     opt = torch.optim.AdamW(qat.parameters(), lr=lr, weight_decay=1e-5)
@@ -119,7 +137,7 @@ def qat_finetune(student_path: str | Path, out: str | Path, x: np.ndarray, y: np
             for logits in outputs:
                 task = alpha * kd_loss(logits, t_logits, temperature, activation)
                 if alpha < 1 and bool((yb >= 0).any()):
-                    task = task + (1 - alpha) * F.cross_entropy(logits[yb >= 0], yb[yb >= 0])
+                    task = task + (1 - alpha) * hard_loss(logits, yb, activation, sup)
                 loss = loss + 0.5 * task
             loss = loss + self_weight * kd_loss(outputs[0], outputs[1], 1.0, activation)
             opt.zero_grad(set_to_none=True)
@@ -130,8 +148,8 @@ def qat_finetune(student_path: str | Path, out: str | Path, x: np.ndarray, y: np
         history.append({"epoch": epoch + 1, "loss": total / max(1, len(idx) // batch_size)})
     student = copy_back(qat, student).eval()
     meta = dict(ckpt.get("meta") or {})
-    meta["qat"] = {"epochs": epochs, "input_range": INPUT_RANGE, "samples_per_epoch": samples_per_epoch, "lr": lr, "self_weight": self_weight,
+    meta["qat"] = {"epochs": epochs, "input_range": INPUT_RANGE, "targets": targets, "samples_per_epoch": samples_per_epoch, "lr": lr, "self_weight": self_weight,
                    "from_checkpoint": Path(student_path).name, "history": history,
                    "seconds": round(time.time() - t0, 1)}
-    save_checkpoint(out, student, ckpt.get("arch", "edge_student"), ckpt.get("config") or {}, ckpt["labels"], meta)
+    save_checkpoint(out, student, ckpt.get("arch", "edge_student"), ckpt.get("config") or {}, table, meta)
     return meta["qat"]

@@ -48,7 +48,7 @@ def test_distill_from_reference_teacher_learns_and_resumes(tmp_path, small_sets,
     import distill.distiller as d
 
     calls = {"n": 0}
-    real_evaluate = d.evaluate
+    real_evaluate = d.evaluate_by_name
 
     def crash_on_third_epoch(*args):
         calls["n"] += 1
@@ -56,18 +56,19 @@ def test_distill_from_reference_teacher_learns_and_resumes(tmp_path, small_sets,
             raise KeyboardInterrupt("simulated crash during epoch 3")
         return real_evaluate(*args)
 
-    monkeypatch.setattr(d, "evaluate", crash_on_third_epoch)
+    monkeypatch.setattr(d, "evaluate_by_name", crash_on_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", train, val, cfg=DistillConfig(), train_cfg=cfg)
-    monkeypatch.setattr(d, "evaluate", real_evaluate)
+    monkeypatch.setattr(d, "evaluate_by_name", real_evaluate)
     model, ckpt = load_model(tmp_path / "s.pth")  # best of the two finished epochs
-    assert ckpt["meta"]["teacher"]["sha256"] and ckpt["labels"][1] == "ATRIAL FIBRILLATION"
+    assert ckpt["meta"]["teacher"]["sha256"] and ckpt["labels"][1]["name"] == "ATRIAL FIBRILLATION"
+    assert [l["vocab_index"] for l in ckpt["labels"]] == [1, 5, None, None]
     assert model(torch.zeros(1, 1, 5000)).shape == (1, 4)
     cfg.resume = True
     r = distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", train, val, cfg=DistillConfig(), train_cfg=cfg)
     h = r["history"]
     assert [e["epoch"] for e in h] == [1, 2, 3] and h[2]["loss"] < h[0]["loss"]
-    assert {"val_af_auroc", "val_macro_f1", "val_agreement"} <= set(h[0])
+    assert {"val_auroc/ATRIAL FIBRILLATION", "val_mean_auroc", "val_macro_f1", "val_agreement"} <= set(h[0])
     cfg.epochs = 5
     with pytest.raises(EdgeSDKError, match="resume with the same values"):
         distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", train, val, cfg=DistillConfig(), train_cfg=cfg)
@@ -82,7 +83,9 @@ def test_distill_official_format_teacher_on_unlabeled_windows(tmp_path, referenc
                 cfg=DistillConfig(alpha=1.0), train_cfg=cfg, teacher_config=cfg_json)
     model, ckpt = load_model(tmp_path / "s150.pth")
     assert ckpt["meta"]["activation"] == "sigmoid" and model.head.out_features == 150
-    assert "val_agreement" in r["history"][0] and "val_af_auroc" not in r["history"][0]
+    assert "val_agreement" in r["history"][0] and "val_mean_auroc" not in r["history"][0]
+    assert [l["name"] for l in ckpt["labels"]][:6] == ["ABNORMAL ECG", "NORMAL SINUS RHYTHM", "NORMAL ECG",
+                                                      "SINUS RHYTHM", "SINUS BRADYCARDIA", "ATRIAL FIBRILLATION"]
 
 
 def test_torchrun_ddp_two_processes_on_cpu(tmp_path, cinc, models_dir):

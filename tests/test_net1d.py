@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from edge_sdk.labels import LabelTable
+
 from distill.checkpoint import load_net1d, save_checkpoint, load_model
 from distill.net1d import ECGFOUNDER_1LEAD, Net1D, Net1DConfig
 from edge_sdk.errors import CheckpointError
@@ -49,9 +51,9 @@ def test_checkpoint_errors(tmp_path, reference):
 def test_project_checkpoint_round_trip_with_ddp_prefix(tmp_path, reference):
     cfg = json.loads((reference / "net1d_small_config.json").read_text())["config"]
     model, _ = load_net1d(reference / "net1d_small_checkpoint.pth", cfg)
-    p = save_checkpoint(tmp_path / "t.pth", model, "net1d", cfg, ["x"] * 150, {"note": "test"})
+    p = save_checkpoint(tmp_path / "t.pth", model, "net1d", cfg, LabelTable.ecgfounder(), {"note": "test"})
     again, ckpt = load_model(p)
-    assert ckpt["meta"] == {"note": "test"} and ckpt["labels"] == ["x"] * 150
+    assert ckpt["meta"] == {"note": "test"} and LabelTable.from_list(ckpt["labels"]) == LabelTable.ecgfounder()
     x = torch.randn(2, 1, 5000)
     with torch.no_grad():
         assert torch.equal(model(x), again(x))

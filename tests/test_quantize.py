@@ -21,13 +21,17 @@ def test_committed_bundle_card_is_complete(bundle_dir):
     b = load_bundle(bundle_dir)
     card = b.card
     assert set(REQUIRED_KEYS) <= set(card)
-    assert card["labels"] == ["NORMAL SINUS RHYTHM", "ATRIAL FIBRILLATION", "OTHER RHYTHM", "NOISE"]
+    assert b.labels == ["NORMAL SINUS RHYTHM", "ATRIAL FIBRILLATION", "OTHER RHYTHM", "NOISE"]
+    assert [d["vocab_index"] for d in card["labels"]] == [1, 5, None, None]
+    # every label is scored on the Challenge validation records, so every threshold is chosen there
+    assert {d["threshold_source"] for d in card["labels"]} == {"validation"}
+    assert card["threshold_rule"]["data"].startswith("Challenge 2017, val split")
     assert card["sample_rate_hz"] == 500 and card["window_samples"] == 5000
-    assert {"student_fp32.onnx", "student_int8.onnx", "student_int8.tflite", "teacher_fp32.onnx",
-            "teacher_int8.onnx"} == set(card["files"])
+    assert {"student_fp32.onnx", "student_int8.onnx", "student_int8.tflite"} == set(card["files"])  # app-sized
     assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in card["files"].values())
     assert card["student"]["params"] <= 300_000 and card["student"]["macs_per_window"] <= 20_000_000
-    assert card["teacher"]["checkpoint_sha256"]
+    assert card["teacher"]["checkpoint_sha256"] and card["teacher"]["width"] == "reduced"
+    assert set(card["fidelity"]["student_fp32_vs_teacher_fp32"]["auroc"]) == set(b.labels)
 
 
 def test_int8_tracks_fp32_on_real_held_out_windows(bundle_dir, test_windows):
@@ -68,8 +72,16 @@ def test_tampered_bundles_fail_clearly(tmp_path, bundle_dir):
     shutil.copy(bundle_dir / "student_int8.onnx", bad / "student_int8.onnx")
     load_bundle(bad)
     card = json.loads((bad / "model_card.json").read_text())
-    for mutate, match in [(lambda c: c.update(version=99), "version"), (lambda c: c.pop("thresholds"), "lacks"),
-                          (lambda c: c.update(labels=["A"]), "output shape"),
+    for mutate, match in [(lambda c: c.update(version=99), "version"), (lambda c: c.pop("threshold_rule"), "lacks"),
+                          (lambda c: c.update(labels=c["labels"][:3]), "output shape"),
+                          (lambda c: c["labels"][2].update(name="NOISE"), "duplicate"),
+                          (lambda c: c["labels"][1].update(threshold="0.5"), "threshold"),
+                          (lambda c: c.update(hop_seconds=0), "hop_seconds"),
+                          (lambda c: c["files"].update({"/dev/zero": dict(c["files"]["student_int8.onnx"])}),
+                           "plain file name"),
+                          (lambda c: c["files"].update({"../x.onnx": dict(c["files"]["student_int8.onnx"])}),
+                           "plain file name"),
+                          (lambda c: c["preprocessing"].update(fs_hz=250), "preprocessing runs at"),
                           (lambda c: c.update(window_samples=100), "window_samples"),
                           (lambda c: c.update(format="other"), "format")]:
         c = json.loads(json.dumps(card))

@@ -40,8 +40,23 @@ def open_backend(bundle: ModelBundle | str | Path, runtime: str = "onnxruntime",
         raise BundleError(f"{name!r} is not in bundle {bundle.root}")
     if entry["runtime"] == "onnxruntime":
         from .onnx_backend import OnnxBackend
-        return OnnxBackend(bundle.path(name), bundle.card, threads)
-    if entry["runtime"] == "tflite":
+        backend: Backend = OnnxBackend(bundle.path(name), bundle.card, threads)
+    elif entry["runtime"] == "tflite":
         from .tflite_backend import TFLiteBackend
-        return TFLiteBackend(bundle.path(name), bundle.card, entry, threads)
-    raise BundleError(f"unknown runtime {entry['runtime']!r} for {name}")
+        backend = TFLiteBackend(bundle.path(name), bundle.card, entry, threads)
+    else:
+        raise BundleError(f"unknown runtime {entry['runtime']!r} for {name}")
+    _check_against_card(backend, bundle, name)
+    return backend
+
+
+def _check_against_card(backend: Backend, bundle: ModelBundle, name: str) -> None:
+    """The model graph's input length and output count must be what the card says."""
+    want_in, want_out = int(bundle.card["window_samples"]), len(bundle.labels)
+    if backend.window_samples != want_in:
+        raise BundleError(f"{name} takes windows of {backend.window_samples} samples but the card says {want_in}; "
+                          "the model file and card do not belong together - rebuild the bundle")
+    n_out = getattr(backend, "n_outputs", None)
+    if n_out is not None and n_out != want_out:
+        raise BundleError(f"{name} has {n_out} outputs but the card lists {want_out} labels; the model file and "
+                          "card do not belong together - rebuild the bundle")

@@ -20,6 +20,8 @@ class OnnxBackend(Backend):
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.window_samples = int(self.session.get_inputs()[0].shape[-1])
+        out_shape = self.session.get_outputs()[0].shape
+        self.n_outputs = int(out_shape[-1]) if isinstance(out_shape[-1], int) else None
         self.path = Path(path)
 
     def predict(self, windows: np.ndarray) -> np.ndarray:

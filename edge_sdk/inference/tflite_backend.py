@@ -34,6 +34,7 @@ class TFLiteBackend(Backend):
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
         self.window_samples = int(self.inp["shape"][1])
+        self.n_outputs = int(self.out["shape"][-1])
         self.batch = int(self.inp["shape"][0])
         self.path = Path(path)
 

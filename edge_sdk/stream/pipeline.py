@@ -30,8 +30,13 @@ from .windower import Window, Windower
 
 @dataclass
 class Prediction:
-    """One window's result. ``probabilities``: label -> probability; ``detected``: labels at or above their
-    card threshold; ``quality``: signal-quality flags (empty = usable); times in seconds; latency in ms."""
+    """One window's result, keyed by label name (the bundle's label table).
+
+    ``probabilities``: label -> probability in [0, 1]; ``thresholds``: label -> the card's decision threshold;
+    ``detected``: labels whose probability is at or above their threshold, most probable first;
+    ``top_label``: the most probable label; ``quality``: signal-quality flags (empty = usable); sensor times
+    in seconds; ``latency_ms`` per stage in milliseconds; ``source_fs_hz``: the source's sample rate in Hz.
+    """
 
     window_index: int
     start_sensor_s: float
@@ -44,10 +49,19 @@ class Prediction:
     segment: int
     source_fs_hz: float
     events: list[SourceEvent] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def usable(self) -> bool:
-        return not self.quality
+    def to_dict(self) -> dict:
+        """JSON-ready form: detected labels with probability and threshold, every probability, quality, latency."""
+        return {"window": self.window_index, "start_sensor_s": round(self.start_sensor_s, 3),
+                "end_sensor_s": round(self.end_sensor_s, 3), "top": self.top_label,
+                "detected": [{"label": n, "probability": round(self.probabilities[n], 4),
+                              "threshold": round(self.thresholds[n], 4)} for n in self.detected],
+                "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+                "thresholds": {k: round(v, 4) for k, v in self.thresholds.items()},
+                "quality": self.quality, "segment": self.segment,
+                "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()},
+                "events": [{"kind": e.kind, **{k: v for k, v in e.detail.items()}} for e in self.events]}
 
 
 class EcgStream:
@@ -55,12 +69,14 @@ class EcgStream:
 
     ``runtime``/``precision`` pick the bundle file (``onnxruntime``/``int8`` by default, ``tflite``);
     ``hop_s`` defaults to the card's hop; ``threads`` is the CPU threads given to the backend;
-    ``record_to`` writes every received sample to a CSV (see :class:`Recorder`).
+    ``record_to`` writes every received sample to a CSV (see :class:`Recorder`; an existing file is refused
+    unless ``overwrite_recording``).
     """
 
     def __init__(self, source: EcgSource, bundle: ModelBundle | str | Path, runtime: str = "onnxruntime",
                  precision: str = "int8", hop_s: float | None = None, threads: int = 1,
                  record_to: str | Path | None = None, backend: Backend | None = None,
+                 overwrite_recording: bool = False,
                  on_prediction: Callable[[Prediction], None] | None = None,
                  on_event: Callable[[SourceEvent], None] | None = None, max_queue: int = 64):
         self.source = source
@@ -68,14 +84,14 @@ class EcgStream:
         self.backend = backend or open_backend(self.bundle, runtime, precision, threads=threads)
         self.config = self.bundle.preprocessing
         self.labels = self.bundle.labels
-        self.thresholds = self.bundle.card["thresholds"]
+        self.thresholds = self.bundle.thresholds
         hop = hop_s if hop_s is not None else float(self.bundle.card["hop_seconds"])
         if hop <= 0:
             raise ValueError(f"hop_s must be positive, got {hop}")
         self.resampler = StreamingResampler(self.config.fs_hz)
         self.windower = Windower(self.config.window_samples, int(round(hop * self.config.fs_hz)))
         self.latency = LatencyStats()
-        self.recorder = Recorder(record_to) if record_to else None
+        self.recorder = Recorder(record_to, overwrite_recording) if record_to else None
         self._callbacks = [on_prediction] if on_prediction else []
         self._event_callbacks = [on_event] if on_event else []
         self._windows: asyncio.Queue = asyncio.Queue(max_queue)
@@ -139,9 +155,9 @@ class EcgStream:
     def _prediction(self, w: Window, probs: np.ndarray, quality: list[str], lat: dict[str, float],
                     events: list[SourceEvent]) -> Prediction:
         p = {label: float(v) for label, v in zip(self.labels, probs)}
-        detected = [label for label in self.labels if p[label] >= float(self.thresholds.get(label, 0.5))]
+        detected = sorted((label for label in self.labels if p[label] >= self.thresholds[label]), key=lambda n: -p[n])
         return Prediction(w.index, w.start_sensor_s, w.end_sensor_s, p, self.labels[int(np.argmax(probs))],
-                          detected, quality, lat, w.segment, self.fs_estimate, events)
+                          detected, quality, lat, w.segment, self.fs_estimate, events, self.thresholds)
 
     async def stream(self) -> AsyncIterator[Prediction]:
         """Run the source and yield predictions until it ends."""

@@ -13,14 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..outputs import check_new_file
 from ..sources.base import EcgChunk, SourceEvent
 
 HEADER = "sensor_time_s,host_time_s,ecg_uv"
 
 
 class Recorder:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    """Write samples (µV, with sensor and host times in seconds) to ``path``; an existing file is refused
+    (:class:`~edge_sdk.errors.OutputExistsError`) unless ``overwrite``."""
+
+    def __init__(self, path: str | Path, overwrite: bool = False):
+        self.path = check_new_file(path, overwrite, "recording")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = self.path.open("w", buffering=1)
         self._f.write(HEADER + "\n")

@@ -24,7 +24,7 @@ def batch(cinc):
     return cinc2017_windows("test", limit=20).x[:32].astype(np.float32)
 
 
-@pytest.mark.parametrize("file_name", ["teacher_fp32.onnx", "student_fp32.onnx", "student_int8.onnx",
+@pytest.mark.parametrize("file_name", ["student_fp32.onnx", "student_int8.onnx",
                                        "student_int8.tflite"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_bundle_model_latency_one_window(benchmark, bundle_dir, window, file_name, threads):

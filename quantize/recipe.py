@@ -1,0 +1,165 @@
+"""The quantize recipe: student + teacher + data -> (QAT) -> app bundle, as one library call.
+
+:class:`QuantizeRecipe` holds every choice (a JSON file per shipped bundle lives in ``configs/``; paths in
+it are relative to that file). :func:`run_recipe` checks every input and output first, then samples
+calibration windows, computes the teacher's targets for the student's labels, fine-tunes with QAT and
+builds the bundle. The CLI and the demo call it; nothing here prints more than progress.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.data import DataSpec, WindowSet, cache_dir, load_split
+from distill.distiller import Teacher, load_teacher, teacher_targets
+from distill.checkpoint import read_checkpoint
+from distill.labels import checkpoint_label_table, hard_targets
+from edge_sdk.bundle import sha256_of
+from edge_sdk.errors import CheckpointError, DatasetError, EdgeSDKError
+from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
+
+from .build import build_bundle
+
+
+@dataclass
+class QuantizeRecipe:
+    """Every choice behind a bundle. ``teacher`` None: the teacher recorded in the student checkpoint, when
+    that file is found with the same sha256 (otherwise QAT distils from the student's own float outputs and
+    the card has no teacher figures). ``out`` None: a new ``runs/quantize-<time>/bundle`` folder; ``qat_out``
+    None: ``student_qat.pth`` beside the bundle folder."""
+
+    student: str
+    out: str | None = None
+    teacher: str | None = None
+    teacher_config: dict | None = None
+    teacher_labels: list[str] | None = None
+    data: dict = field(default_factory=dict)  # DataSpec fields; {} = Challenge 2017
+    calibration_windows: int = 256
+    calibration_method: str = "minmax"
+    qat_epochs: int = 4
+    qat_self_weight: float = 4.0
+    qat_samples_per_epoch: int = 8192
+    qat_out: str | None = None
+    tflite: bool = True
+    float_first_conv: bool = True
+    include_teacher: bool = False
+    hop_seconds: float = 5.0
+    seed: int = 0
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> "QuantizeRecipe":
+        """Read a JSON recipe; relative paths in it are taken relative to the file's folder."""
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise EdgeSDKError(f"recipe {p} not found") from e
+        except (ValueError, UnicodeDecodeError) as e:
+            raise EdgeSDKError(f"recipe {p} is not valid JSON ({e})") from e
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known) if isinstance(d, dict) else None
+        if not isinstance(d, dict) or unknown:
+            raise EdgeSDKError(f"recipe {p}: unknown keys {unknown}; known: {sorted(known)}")
+        base = p.parent
+
+        def rel(v):
+            return os.path.normpath(base / v) if isinstance(v, str) and not Path(v).is_absolute() else v
+
+        for k in ("student", "out", "teacher", "qat_out"):
+            if d.get(k):
+                d[k] = rel(d[k])
+        data = dict(d.get("data") or {})
+        for k in ("records", "val_records"):
+            if data.get(k):
+                data[k] = [rel(r) for r in data[k]]
+        if data.get("record_labels"):
+            data["record_labels"] = rel(data["record_labels"])
+        d["data"] = data
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_teacher(recipe: QuantizeRecipe, student_ckpt: dict, student_path: Path) -> tuple[Teacher | None, str]:
+    """The teacher to use and a note on where it came from."""
+    if recipe.teacher:
+        return load_teacher(recipe.teacher, recipe.teacher_config, recipe.teacher_labels), f"given: {recipe.teacher}"
+    ident = (student_ckpt.get("meta") or {}).get("teacher") or {}
+    want = ident.get("sha256")
+    for cand in [ident.get("path"), ident.get("name")]:
+        if not cand:
+            continue
+        for p in (Path(cand), student_path.parent / Path(cand).name):
+            if p.is_file() and (want is None or sha256_of(p) == want):
+                cfg = recipe.teacher_config or (ident.get("config") if isinstance(ident.get("config"), dict) else None)
+                return load_teacher(p, cfg, recipe.teacher_labels), f"recorded in the student: {p}"
+    return None, "none: the teacher recorded in the student checkpoint was not found; QAT distils from the " \
+                 "student's own float outputs and the card has no teacher comparison"
+
+
+def sample_calibration(train: WindowSet, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` training windows drawn without replacement (seeded), float32 ``(n, 5000)``."""
+    if len(train) == 0:
+        raise DatasetError("no training windows to calibrate on")
+    rng = np.random.default_rng(seed)
+    return train.x[np.sort(rng.choice(len(train), min(n, len(train)), replace=False))].astype(np.float32)
+
+
+def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
+    """Check inputs, then QAT (if ``qat_epochs``) and build the bundle; returns the model card.
+
+    Nothing is written before every input (student, teacher, data) loads and every output path is free
+    (or ``force``).
+    """
+    from quantize.qat import qat_finetune
+
+    student_path = Path(recipe.student)
+    s_ckpt = read_checkpoint(student_path)
+    if s_ckpt.get("arch", "net1d") == "net1d":
+        raise CheckpointError(f"{student_path} holds a Net1D; quantize expects a student from `ecg-edge distill`")
+    if recipe.out:
+        out = Path(recipe.out)
+    else:
+        out = new_run_dir("quantize") / "bundle"
+    qat_out = Path(recipe.qat_out) if recipe.qat_out else out.parent / f"{out.name}_student_qat.pth"
+    check_new_dir(out, force, "bundle folder")
+    if recipe.qat_epochs > 0:
+        check_new_file(qat_out, force, "QAT student checkpoint")
+        if qat_out.resolve() == student_path.resolve():
+            raise EdgeSDKError(f"qat_out {qat_out} is the student itself; choose another path")
+    n_out = len(s_ckpt["state_dict"]["head.bias"]) if "head.bias" in s_ckpt["state_dict"] else None
+    table = checkpoint_label_table(s_ckpt, n_out or 0, where=f"student {student_path.name}")
+    teacher, teacher_note = resolve_teacher(recipe, s_ckpt, student_path)
+    if teacher is not None:
+        teacher.labels.indices(table.names)
+    spec = DataSpec(**recipe.data)
+    log(f"data: {spec.describe()}; teacher: {teacher_note}")
+    train = load_split(spec, "train")
+    val = load_split(spec, "val")
+    test = load_split(spec, "test") or val or train
+    if train is None:
+        raise DatasetError("no training records for calibration; give more records")
+    calib = sample_calibration(train, recipe.calibration_windows, recipe.seed)
+    student = str(student_path)
+    if recipe.qat_epochs > 0:
+        t_logits = None
+        if teacher is not None:
+            t_logits = teacher_targets(teacher.model, train.x, teacher.sha256, cache_dir())[0][:, teacher.labels.indices(table.names)]
+        y, supervised = (hard_targets(train.y, train.classes, train.label_map, table, "unlabeled")
+                         if train.labeled else (None, None))
+        r = qat_finetune(student, qat_out, train.x, y, t_logits, epochs=recipe.qat_epochs,
+                         samples_per_epoch=recipe.qat_samples_per_epoch, self_weight=recipe.qat_self_weight, seed=recipe.seed, supervised=supervised, force=force)
+        log(f"[quantize] quantization-aware fine-tuning: {recipe.qat_epochs} epochs, {r['seconds']} s -> {qat_out}")
+        student = str(qat_out)
+    card = build_bundle(student, out, calib, test, val, teacher, tflite=recipe.tflite, hop_seconds=recipe.hop_seconds,
+                        calibration_method=recipe.calibration_method, float_first_conv=recipe.float_first_conv,
+                        include_teacher=recipe.include_teacher, force=force,
+                        recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)})
+    return card
