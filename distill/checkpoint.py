@@ -52,6 +52,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+def _check_tensors(sd: Any, path: str | Path) -> None:
+    """Every state_dict value is a tensor and every float tensor is finite (NaN weights give NaN outputs)."""
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise CheckpointError(f"{path}: 'state_dict' must map parameter names to tensors")
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: weights {bad[:5]} hold NaN or inf; the checkpoint is corrupt or training "
+                              "diverged - use another checkpoint")
+
+
 def load_net1d(path: str | Path, config: Net1DConfig | dict | None = None) -> tuple[Net1D, dict[str, Any]]:
     """Load a Net1D teacher with ``strict=True``; returns ``(model in eval mode, checkpoint dict)``.
 
@@ -63,9 +73,16 @@ def load_net1d(path: str | Path, config: Net1DConfig | dict | None = None) -> tu
         raise CheckpointError(f"{path} holds a {ckpt['arch']!r} model, not a Net1D; use load_model instead")
     if config is None:
         config = ckpt.get("config") or ECGFOUNDER_1LEAD
-    if isinstance(config, dict):
-        config = Net1DConfig.from_dict(config)
-    model = Net1D(config)
+    try:
+        if isinstance(config, dict):
+            config = Net1DConfig.from_dict(config)
+        if not isinstance(config, Net1DConfig):
+            raise TypeError(f"expected a dict, got {type(config).__name__}")
+        model = Net1D(config)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:
+        raise CheckpointError(f"Net1D config for {path} is not usable ({e.__class__.__name__}: {e}); pass the "
+                              "config the checkpoint was trained with (--teacher-config JSON)") from e
+    _check_tensors(ckpt["state_dict"], path)
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as e:
@@ -83,7 +100,12 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         return load_net1d(path)
     from .student import build_student  # students live beside the teacher
 
-    model = build_student(arch, **(ckpt.get("config") or {}))
+    try:
+        model = build_student(arch, **(ckpt.get("config") or {}))
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: student config {ckpt.get('config')!r} is not usable "
+                              f"({e.__class__.__name__}: {e})") from e
+    _check_tensors(ckpt["state_dict"], path)
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as e:

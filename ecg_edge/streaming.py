@@ -54,8 +54,13 @@ async def open_source(address: str | None, emulate: bool, replay: str | None, re
 
 
 async def stream_predictions(source: EcgSource, bundle: str, duration: float | None = None, print_lines: bool = True,
-                             as_json: bool = False, **stream_options) -> EcgStream:
+                             as_json: bool = False, holder: list | None = None, **stream_options) -> EcgStream:
+    """Run an :class:`EcgStream` over ``source``, printing a line (or JSON line) per prediction, until the
+    source ends or ``duration`` seconds of ECG; ``holder`` receives the stream at once (for summaries after
+    an interruption)."""
     stream = EcgStream(source, bundle, on_event=print_event if print_lines else None, **stream_options)
+    if holder is not None:
+        holder.append(stream)
     t0 = None
     predictions = stream.stream()
     try:
@@ -73,13 +78,36 @@ async def stream_predictions(source: EcgSource, bundle: str, duration: float | N
     return stream
 
 
-def run_stream(a) -> EcgStream:
+def summary(stream: EcgStream) -> str:
+    """What a session did: samples, windows, dropped windows, and latency per stage."""
+    secs = stream.samples_received / stream.fs_estimate if stream.fs_estimate else 0.0
+    lines = [f"{stream.samples_received} samples ({secs:.1f} s of ECG at {stream.fs_estimate:.1f} Hz), "
+             f"{stream.prediction_count} predictions, {stream.windows_dropped} windows dropped"]
+    window_s = stream.config.window_seconds
+    if stream.prediction_count == 0:
+        lines.append(f"no prediction: a window needs {window_s:g} s of continuous ECG"
+                     + (f" and the stream gave {secs:.1f} s" if secs < window_s else
+                        " (gaps or invalid samples split the stream; see the events above)"))
+    if stream.latency.samples:
+        lines.append("latency per stage (ms):\n" + stream.latency.table())
+    return "\n".join(lines)
+
+
+def run_stream(a) -> EcgStream | None:
+    """The ``stream`` command; Ctrl-C ends the session cleanly (recording closed) and prints its summary."""
+    holder: list[EcgStream] = []
+
     async def main():
         async with open_source(a.address, a.emulate, a.replay, a.record, a.speed, a.fs, a.duration) as src:
-            return await stream_predictions(src, a.bundle, a.duration, True, a.json, runtime=a.runtime,
+            return await stream_predictions(src, a.bundle, a.duration, True, a.json, holder, runtime=a.runtime,
                                             precision=a.precision, hop_s=a.hop, threads=a.threads, record_to=a.save,
                                             overwrite_recording=a.force)
 
-    stream = asyncio.run(main())
-    print("\nlatency per stage (ms):\n" + stream.latency.table())
-    return stream
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+    if holder:
+        print("\n" + summary(holder[0]))
+        return holder[0]
+    return None

@@ -121,7 +121,7 @@ def test_heart_rate_callback_turns_bad_notifications_into_events(source):
     seen: list[HeartRateMeasurement] = []
     source.on_heart_rate(lambda _t, hr: seen.append(hr))
     source._on_heart_rate(bytearray(H("01 50")))  # must not raise
-    assert source.events[-1].kind == "malformed_heart_rate" and seen == [] and source.heart_rates == []
+    assert source.events[-1].kind == "malformed_heart_rate" and seen == [] and list(source.heart_rates) == []
     source._on_heart_rate(bytearray(H("16 4A 43 03")))
     assert [hr.bpm for hr in seen] == [74]
 

@@ -280,7 +280,7 @@ def test_heart_rate_side_channel_delivers_rr_intervals(ecg):
             return Run(items, sensor, source)
 
     r = asyncio.run(main())
-    assert len(r.source.heart_rates) >= 15 and seen == r.source.heart_rates
+    assert len(r.source.heart_rates) >= 15 and seen == list(r.source.heart_rates)
     rr_got = [x for _, hr in r.source.heart_rates for x in hr.rr_s]
     rr_sent = [x for m in r.sensor.heart_rates for x in m.rr_s]
     assert len(rr_got) >= 15 and rr_got == rr_sent[: len(rr_got)]

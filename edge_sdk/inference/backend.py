@@ -23,6 +23,10 @@ class Backend(ABC):
             x = x[None]
         if x.ndim != 2 or x.shape[1] != self.window_samples:
             raise SignalError(f"{self.name}: windows must be (n, {self.window_samples}), got {np.shape(windows)}")
+        if not np.isfinite(x).all():
+            bad = np.flatnonzero(~np.isfinite(x).all(1))
+            raise SignalError(f"{self.name}: window(s) {bad[:5].tolist()} hold NaN or inf; a model output on them "
+                              "would be meaningless - drop or repair those samples first")
         return x
 
     @abstractmethod

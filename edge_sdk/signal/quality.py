@@ -3,7 +3,8 @@
 Flags: ``flatline`` (lead off / no contact: almost no variation for a second or more), ``clipping``
 (samples stuck at the window's extremes: saturated front end), ``excessive_amplitude`` (motion or
 electrode artefact: peak-to-peak beyond what ECG reaches), ``low_amplitude`` (too weak to read),
-``baseline_wander`` (strong sub-0.5 Hz drift). An empty list means the window looks usable.
+``baseline_wander`` (strong sub-0.5 Hz drift), ``non_finite`` (NaN or inf samples: nothing else is judged).
+An empty list means the window looks usable.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class QualityThresholds:
 def assess_quality(window_mv: np.ndarray, fs_hz: float, thresholds: QualityThresholds = QualityThresholds()) -> list[str]:
     """Return the list of quality flags of ``window_mv`` (n,) sampled at ``fs_hz``."""
     x = np.asarray(window_mv, np.float64)
+    if not np.isfinite(x).all():
+        return ["non_finite"]
     flags: list[str] = []
     sec = max(1, int(fs_hz))
     n_seg = x.size // sec

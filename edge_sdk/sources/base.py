@@ -7,6 +7,7 @@ gap, duplicate, sensor stop...). Sources never bridge gaps: a gap is reported on
 from __future__ import annotations
 
 import abc
+from collections import deque
 import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
@@ -49,6 +50,10 @@ class SourceEvent:
 SourceItem = EcgChunk | SourceEvent
 
 
+#: Events an :class:`EcgSource` keeps in :attr:`EcgSource.events`.
+MAX_EVENTS = 1000
+
+
 class EcgSource(abc.ABC):
     """Base class. Subclasses implement :meth:`stream`; ``on_event`` callbacks see every event."""
 
@@ -61,7 +66,8 @@ class EcgSource(abc.ABC):
 
     def __init__(self) -> None:
         self._event_callbacks: list[Callable[[SourceEvent], None]] = []
-        self.events: list[SourceEvent] = []
+        #: the most recent events (bounded: a session may run for days)
+        self.events: deque[SourceEvent] = deque(maxlen=MAX_EVENTS)
 
     def on_event(self, callback: Callable[[SourceEvent], None]) -> None:
         self._event_callbacks.append(callback)

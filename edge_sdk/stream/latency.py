@@ -1,25 +1,46 @@
-"""Per-stage latency bookkeeping with p50/p95/p99 summaries (milliseconds)."""
+"""Per-stage latency bookkeeping with p50/p95/p99 summaries (milliseconds), bounded for long sessions.
+
+Each stage keeps its most recent ``window`` samples (percentiles are over those) plus a running count,
+mean and maximum over the whole session, so memory stays constant however long a stream runs.
+"""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import deque
 
 import numpy as np
 
+#: Samples kept per stage for the percentiles (10,000 windows = 14 h at a 5-s hop).
+DEFAULT_WINDOW = 10_000
+
 
 class LatencyStats:
-    def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = defaultdict(list)
+    """``add(stage, seconds)``; ``samples[stage]``: the most recent values in ms; ``summary()``/``table()``."""
+
+    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        self.window = window
+        self.samples: dict[str, deque[float]] = {}
+        self._count: dict[str, int] = {}
+        self._sum: dict[str, float] = {}
+        self._max: dict[str, float] = {}
 
     def add(self, stage: str, seconds: float) -> None:
-        self.samples[stage].append(seconds * 1e3)
+        ms = seconds * 1e3
+        if stage not in self.samples:
+            self.samples[stage] = deque(maxlen=self.window)
+            self._count[stage], self._sum[stage], self._max[stage] = 0, 0.0, -np.inf
+        self.samples[stage].append(ms)
+        self._count[stage] += 1
+        self._sum[stage] += ms
+        self._max[stage] = max(self._max[stage], ms)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """{stage: {p50, p95, p99, mean, n}} in milliseconds."""
+        """{stage: {p50, p95, p99 (recent window), mean, max, n (whole session)}} in milliseconds."""
         out = {}
         for stage, v in self.samples.items():
             a = np.asarray(v)
             out[stage] = {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-                          "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "n": int(a.size)}
+                          "p99": float(np.percentile(a, 99)), "mean": self._sum[stage] / self._count[stage],
+                          "max": float(self._max[stage]), "n": int(self._count[stage])}
         return out
 
     def table(self) -> str:

@@ -1,5 +1,11 @@
 """EcgStream: source -> StreamingResampler -> Windower -> preprocess_window -> backend -> Prediction.
 
+Bounded by design (monitoring sessions run for days): windows wait in a queue of ``max_queue``; when the
+consumer is slower than the sensor the **oldest pending window is dropped** with a ``windows_dropped``
+event (never a recorded sample: the recorder writes each chunk as it arrives, before any processing).
+Non-finite samples (NaN/inf from a sensor or a file) are never fed to the model: each run of them is an
+``invalid_samples`` event and a gap (resampler and windower restart), and the stream goes on.
+
 Predictions come as an async iterator (``async for p in stream``) and/or through callbacks. Inference runs
 in a worker thread so that the source keeps receiving while a window is classified. Per-stage latency is
 kept in :attr:`EcgStream.latency` (milliseconds): ``resample``, ``preprocess``, ``inference``,
@@ -19,6 +25,7 @@ from typing import AsyncIterator, Callable
 import numpy as np
 
 from ..bundle import ModelBundle, load_bundle
+from ..errors import SignalError
 from ..inference import Backend, open_backend
 from ..preprocessing import preprocess_window
 from ..signal import StreamingResampler, assess_quality
@@ -64,6 +71,12 @@ class Prediction:
                 "events": [{"kind": e.kind, **{k: v for k, v in e.detail.items()}} for e in self.events]}
 
 
+#: Lowest source sample rate accepted (Hz): twice the 40 Hz upper edge of the model's band-pass.
+MIN_SOURCE_FS_HZ = 80.0
+#: Events kept for the next prediction when no window comes (e.g. a sensor that keeps failing).
+MAX_PENDING_EVENTS = 256
+
+
 class EcgStream:
     """Stream predictions from ``source`` with the model in ``bundle``.
 
@@ -86,8 +99,15 @@ class EcgStream:
         self.labels = self.bundle.labels
         self.thresholds = self.bundle.thresholds
         hop = hop_s if hop_s is not None else float(self.bundle.card["hop_seconds"])
-        if hop <= 0:
-            raise ValueError(f"hop_s must be positive, got {hop}")
+        if isinstance(hop, bool) or not isinstance(hop, (int, float)) or not np.isfinite(hop) or hop <= 0:
+            raise SignalError(f"hop_s must be a positive number of seconds, got {hop!r}")
+        fs_src = getattr(source, "nominal_fs_hz", None)
+        if not isinstance(fs_src, (int, float)) or not np.isfinite(fs_src) or fs_src < MIN_SOURCE_FS_HZ:
+            raise SignalError(f"source sample rate {fs_src!r} Hz is below {MIN_SOURCE_FS_HZ:g} Hz: the "
+                              f"{self.config.bandpass_low_hz}-{self.config.bandpass_high_hz} Hz band the model sees "
+                              "needs at least twice its upper edge; check the rate given for the record")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise SignalError(f"max_queue must be a positive int (windows), got {max_queue!r}")
         self.resampler = StreamingResampler(self.config.fs_hz)
         self.windower = Windower(self.config.window_samples, int(round(hop * self.config.fs_hz)))
         self.latency = LatencyStats()
@@ -95,7 +115,10 @@ class EcgStream:
         self._callbacks = [on_prediction] if on_prediction else []
         self._event_callbacks = [on_event] if on_event else []
         self._windows: asyncio.Queue = asyncio.Queue(max_queue)
+        self._pump_done = False
+        self._invalid_run: dict | None = None
         self._pending_events: list[SourceEvent] = []
+        self.windows_dropped = 0
         self._resample_s = 0.0
         self.samples_received = 0
         self.fs_estimate = source.nominal_fs_hz
@@ -111,38 +134,93 @@ class EcgStream:
     def on_event(self, callback: Callable[[SourceEvent], None]) -> None:
         self._event_callbacks.append(callback)
 
+    def _emit(self, ev: SourceEvent) -> None:
+        self._pending_events.append(ev)
+        del self._pending_events[:-MAX_PENDING_EVENTS]  # bounded even if no window comes for days
+        for cb in self._event_callbacks:
+            cb(ev)
+
     async def _pump(self) -> None:
-        """Read the source, resample, window; put windows (or None at the end) on the queue."""
+        """Read the source, resample, window; put windows on the queue, never blocking on a slow consumer."""
         try:
             async for item in self.source:
                 if self.recorder:
                     self.recorder.write(item)
                 if isinstance(item, SourceEvent):
-                    self._pending_events.append(item)
-                    for cb in self._event_callbacks:
-                        cb(item)
-                    if item.kind in ("disconnected", "gap", "sensor_stopped"):
+                    self._emit(item)
+                    if item.kind in ("disconnected", "gap", "sensor_stopped", "clock_jump"):
                         self.resampler.reset()
                         self.windower.reset()
                     continue
-                await self._on_chunk(item)
+                self._on_chunk(item)
+                await asyncio.sleep(0)  # let the consumer run between chunks of a fast source
         finally:
-            await self._windows.put(None)
+            self._end_invalid_run()
+            self._pump_done = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self._windows.put_nowait(None)  # the consumer also checks _pump_done: never blocks here
 
-    async def _on_chunk(self, chunk: EcgChunk) -> None:
+    def _on_chunk(self, chunk: EcgChunk) -> None:
         t0 = time.perf_counter()
         if chunk.gap_before_s > 0:
             self.resampler.reset()
             self.windower.reset()
         self.samples_received += len(chunk)
         self.fs_estimate = chunk.fs_hz
-        block = self.resampler.push(chunk.samples_uv * 1e-3, chunk.sensor_time_s, chunk.host_time_s)
-        windows = self.windower.push(block.values_mv, block.sensor_time_s, block.host_time_s)
+        values = np.asarray(chunk.samples_uv, np.float64) * 1e-3
+        finite = np.isfinite(values)
+        windows = []
+        if finite.all():
+            self._end_invalid_run()
+            windows = self._push(values, chunk.sensor_time_s, chunk.host_time_s)
+        else:  # split at each run of NaN/inf: push the finite parts, restart around the bad ones
+            edges = np.flatnonzero(np.diff(np.r_[0, finite.astype(np.int8), 0]))
+            pos = 0
+            for a, b in zip(edges[::2], edges[1::2]):
+                if a > pos:
+                    self._invalid(chunk, pos, a)
+                self._end_invalid_run()
+                windows += self._push(values[a:b], chunk.sensor_time_s[a:b], chunk.host_time_s[a:b])
+                pos = b
+            if pos < len(values):
+                self._invalid(chunk, pos, len(values))
         self._resample_s += time.perf_counter() - t0
         for w in windows:
-            await self._windows.put((w, self._resample_s, list(self._pending_events), chunk.received_host_s))
+            self._enqueue((w, self._resample_s, list(self._pending_events), chunk.received_host_s))
             self._resample_s = 0.0
             self._pending_events.clear()
+
+    def _push(self, values_mv, sensor_t, host_t):
+        block = self.resampler.push(values_mv, sensor_t, host_t)
+        return self.windower.push(block.values_mv, block.sensor_time_s, block.host_time_s)
+
+    def _invalid(self, chunk: EcgChunk, a: int, b: int) -> None:
+        """Samples ``a:b`` of ``chunk`` are NaN/inf: restart like after a gap; one event per run of them."""
+        if self._invalid_run is None:
+            self.resampler.reset()
+            self.windower.reset()
+            self._invalid_run = {"samples": 0, "sensor_time_s": float(chunk.sensor_time_s[a])}
+        self._invalid_run["samples"] += int(b - a)
+
+    def _end_invalid_run(self) -> None:
+        if self._invalid_run is not None:
+            run, self._invalid_run = self._invalid_run, None
+            self._emit(SourceEvent("invalid_samples", detail={
+                **run, "action": "non-finite samples skipped; the stream restarts after them like after a gap"}))
+
+    def _enqueue(self, item) -> None:
+        """Queue a window; when the queue is full drop the oldest pending window (policy: fresh data first)."""
+        if self._windows.full():
+            old = self._windows.get_nowait()
+            self.windows_dropped += 1
+            ev = SourceEvent("windows_dropped", detail={
+                "dropped_window": old[0].index, "total_dropped": self.windows_dropped,
+                "policy": "the consumer is slower than the sensor: the oldest pending window is dropped "
+                          "(recorded samples are never dropped)"})
+            for cb in self._event_callbacks:
+                cb(ev)
+            item = (item[0], item[1], [*old[2], *item[2], ev], item[3])
+        self._windows.put_nowait(item)
 
     def _classify(self, w: Window) -> tuple[np.ndarray, list[str], float, float]:
         t0 = time.perf_counter()
@@ -164,7 +242,17 @@ class EcgStream:
         pump = asyncio.create_task(self._pump())
         try:
             while True:
-                item = await self._windows.get()
+                if pump.done():  # drain what is left without waiting
+                    if self._windows.empty():
+                        break
+                    item = self._windows.get_nowait()
+                else:
+                    getter = asyncio.ensure_future(self._windows.get())
+                    done, _ = await asyncio.wait({getter, pump}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:  # the source ended (or failed) while the queue was empty
+                        getter.cancel()
+                        continue
+                    item = getter.result()
                 if item is None:
                     break
                 w, resample_s, events, received_s = item
@@ -182,13 +270,15 @@ class EcgStream:
                 yield pred
             await pump  # surface source errors
         finally:
-            if not pump.done():
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
-                await self.source.close()
-            if self.recorder:
-                self.recorder.close()
+            try:
+                if not pump.done():
+                    pump.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pump
+                    await self.source.close()
+            finally:
+                if self.recorder:
+                    self.recorder.close()
 
     def __aiter__(self) -> AsyncIterator[Prediction]:
         return self.stream()

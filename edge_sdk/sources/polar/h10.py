@@ -10,6 +10,7 @@ answered with a new START. Gaps are reported, never bridged.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import logging
 import random
 import time
@@ -133,7 +134,8 @@ class PolarH10Source(EcgSource):
         self.timestamper = FrameTimestamper(nominal_fs_hz=self.nominal_fs_hz)
         self.clock_mapper = ClockMapper()
         #: (host time in Unix s, measurement) of every Heart Rate notification.
-        self.heart_rates: list[tuple[float, HeartRateMeasurement]] = []
+        #: the most recent (host time s, measurement) pairs; bounded (about 1 h at one a second)
+        self.heart_rates: deque[tuple[float, HeartRateMeasurement]] = deque(maxlen=3600)
         self.mtu: int | None = None
         self.features: set[MeasurementType] = set()
         self.settings: dict[SettingType, list[int]] = {}
