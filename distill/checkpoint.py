@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge_sdk.errors import CheckpointError
 from edge_sdk.labels import LabelTable
 
+from .errors import CheckpointError
 from .net1d import ECGFOUNDER_1LEAD, Net1D, Net1DConfig
 
 

@@ -1,9 +1,13 @@
-"""Named exceptions of the SDK. Every message says what went wrong and what to do."""
+"""Named exceptions of the device runtime (edge_sdk). Every message says what went wrong and what to do.
+
+One base class, :class:`EdgeSDKError`, for every error raised on purpose by this project; training's own
+errors live in :mod:`distill.errors` and derive from it too, so one ``except EdgeSDKError`` catches all.
+"""
 from __future__ import annotations
 
 
 class EdgeSDKError(Exception):
-    """Base class of every error raised on purpose by edge_sdk, distill and quantize."""
+    """Base class of every error raised on purpose by edge_sdk, distill, quantize and ecg_edge."""
 
 
 class SignalError(EdgeSDKError, ValueError):
@@ -20,10 +24,6 @@ class DatasetError(EdgeSDKError):
 
 class BundleError(EdgeSDKError):
     """A model bundle is missing files, has a wrong checksum, or its model card is invalid."""
-
-
-class CheckpointError(EdgeSDKError):
-    """A model checkpoint cannot be loaded (wrong format, keys or shapes)."""
 
 
 class LabelError(EdgeSDKError, ValueError):
@@ -44,3 +44,44 @@ class RecordFormatError(EdgeSDKError, ValueError):
 class SplitError(DatasetError, ValueError):
     """A record-level split cannot be made: fractions that are negative or do not sum to 1, or record names
     and labels of different lengths."""
+
+
+# ----------------------------------------------------------------------------- BLE / Polar PMD
+
+class PmdError(EdgeSDKError):
+    """The sensor answered a PMD command with an error status, or sent bytes that do not parse.
+    ``status``: the PMD status code (:class:`edge_sdk.sources.polar.pmd.Status`) when the sensor sent one."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class MtuTooSmallError(PmdError):
+    """The ATT MTU is too small for ECG frames (the H10 needs >= about 70 bytes)."""
+
+    INVALID_MTU_STATUS = 10  # PMD status INVALID_MTU
+
+    def __init__(self, mtu: int | None, minimum: int = 70):
+        got = "the sensor rejected START with INVALID_MTU" if mtu is None else f"the negotiated ATT MTU is {mtu} bytes"
+        super().__init__(
+            f"{got}; Polar H10 ECG needs an ATT MTU of at least {minimum} (232 is best). Use a Bluetooth "
+            "adapter/OS that negotiates a larger MTU (on Linux/BlueZ make sure the MTU exchange happens, e.g. "
+            "a recent BlueZ; on Android request 232), then connect again.", self.INVALID_MTU_STATUS)
+        self.mtu = mtu
+
+
+class PmdTimeoutError(PmdError):
+    """The sensor did not answer a control point command in time."""
+
+
+class ReconnectFailedError(EdgeSDKError):
+    """The link was lost and every reconnection attempt failed."""
+
+
+class LinkLostError(EdgeSDKError):
+    """The link dropped while the connection was being set up or a command was pending."""
+
+    def __init__(self, address: str = "", what: str = "a control point command"):
+        super().__init__(f"the link to {address} dropped during {what}; keep the strap in range and on the "
+                         "chest, then connect again")

@@ -36,7 +36,3 @@ def cinc2017_dir() -> Path:
 
 def mitdb_dir() -> Path:
     return shared_dir() / "data" / "mitdb"
-
-
-def reference_dir() -> Path:
-    return shared_dir() / "reference"

@@ -20,7 +20,8 @@ from distill.distiller import Teacher, load_teacher, teacher_targets
 from distill.checkpoint import read_checkpoint
 from distill.labels import checkpoint_label_table, hard_targets
 from edge_sdk.bundle import sha256_of
-from edge_sdk.errors import CheckpointError, DatasetError, EdgeSDKError
+from distill.errors import CheckpointError
+from edge_sdk.errors import DatasetError, EdgeSDKError
 from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
 
 from .build import build_bundle

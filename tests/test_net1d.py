@@ -8,7 +8,7 @@ from edge_sdk.labels import LabelTable
 
 from distill.checkpoint import load_net1d, save_checkpoint, load_model
 from distill.net1d import ECGFOUNDER_1LEAD, Net1D, Net1DConfig
-from edge_sdk.errors import CheckpointError
+from distill.errors import CheckpointError
 
 
 def test_small_official_checkpoint_reproduces_official_logits(reference):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ecg_edge.cli import main
-from edge_sdk.errors import CheckpointError, SignalError
+from distill.errors import CheckpointError
+from edge_sdk.errors import SignalError
 from edge_sdk.inference import open_backend
 from edge_sdk.records import Record
 from edge_sdk.signal import assess_quality

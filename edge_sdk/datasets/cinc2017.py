@@ -44,12 +44,6 @@ class Cinc2017:
     def __len__(self) -> int:
         return len(self.records)
 
-    def label_index(self, name: str) -> int:
-        """Index of record ``name``'s label in :data:`CINC2017_CLASSES`; :class:`RecordNotFoundError` if unlisted."""
-        if name not in self.labels:
-            raise RecordNotFoundError(f"record {name!r} is not in {self.root / 'REFERENCE-v3.csv'}")
-        return CINC2017_CLASSES.index(self.labels[name])
-
     def read(self, name: str) -> Record:
         """Read record ``name`` (e.g. ``'A00001'``) in mV at 300 Hz."""
         if name not in self.labels:

@@ -44,10 +44,10 @@ def open_backend(bundle: ModelBundle | str | Path, runtime: str = "onnxruntime",
         raise BundleError(f"{name!r} is not in bundle {bundle.root}")
     if entry["runtime"] == "onnxruntime":
         from .onnx_backend import OnnxBackend
-        backend: Backend = OnnxBackend(bundle.path(name), bundle.card, threads)
+        backend: Backend = OnnxBackend(bundle.path(name), threads)
     elif entry["runtime"] == "tflite":
         from .tflite_backend import TFLiteBackend
-        backend = TFLiteBackend(bundle.path(name), bundle.card, entry, threads)
+        backend = TFLiteBackend(bundle.path(name), threads)
     else:
         raise BundleError(f"unknown runtime {entry['runtime']!r} for {name}")
     _check_against_card(backend, bundle, name)

@@ -12,7 +12,8 @@ from .backend import Backend
 class OnnxBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, card: dict | None = None, threads: int = 1):
+    def __init__(self, path: str | Path, threads: int = 1):
+        """Open the ONNX model at ``path`` on the CPU with ``threads`` intra-op threads."""
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

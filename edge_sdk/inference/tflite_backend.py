@@ -28,14 +28,14 @@ def _interpreter_class():
 class TFLiteBackend(Backend):
     name = "tflite"
 
-    def __init__(self, path: str | Path, card: dict | None = None, entry: dict | None = None, threads: int = 1):
+    def __init__(self, path: str | Path, threads: int = 1):
+        """Open the TFLite model at ``path`` with ``threads`` interpreter threads (batch 1 per invoke)."""
         self.interpreter = _interpreter_class()(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
         self.window_samples = int(self.inp["shape"][1])
         self.n_outputs = int(self.out["shape"][-1])
-        self.batch = int(self.inp["shape"][0])
         self.path = Path(path)
 
     def _run_one(self, x: np.ndarray) -> np.ndarray:

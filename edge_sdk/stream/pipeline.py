@@ -128,12 +128,6 @@ class EcgStream:
         self._clock = source.clock
         self._clock_rate = float(source.clock_rate) or 1.0
 
-    def on_prediction(self, callback: Callable[[Prediction], None]) -> None:
-        self._callbacks.append(callback)
-
-    def on_event(self, callback: Callable[[SourceEvent], None]) -> None:
-        self._event_callbacks.append(callback)
-
     def _emit(self, ev: SourceEvent) -> None:
         self._pending_events.append(ev)
         del self._pending_events[:-MAX_PENDING_EVENTS]  # bounded even if no window comes for days

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import EdgeSDKError
+from ...errors import EdgeSDKError, LinkLostError, MtuTooSmallError, PmdTimeoutError, ReconnectFailedError
 from ..base import EcgChunk, EcgSource, SourceEvent, SourceItem
 from ..timestamps import ClockMapper, FrameTimestamper
 from .pmd import (BATTERY_LEVEL, HR_MEASUREMENT, MIN_MTU, PMD_CONTROL, PMD_DATA, ControlPointAssembler,
@@ -29,34 +29,6 @@ from .pmd import (BATTERY_LEVEL, HR_MEASUREMENT, MIN_MTU, PMD_CONTROL, PMD_DATA,
                   parse_heart_rate, parse_settings, start_command, stop_command)
 
 logger = logging.getLogger(__name__)
-
-
-class MtuTooSmallError(PmdError):
-    """The ATT MTU is too small for ECG frames (the H10 needs >= about 70 bytes)."""
-
-    def __init__(self, mtu: int | None, minimum: int = MIN_MTU):
-        got = "the sensor rejected START with INVALID_MTU" if mtu is None else f"the negotiated ATT MTU is {mtu} bytes"
-        super().__init__(
-            f"{got}; Polar H10 ECG needs an ATT MTU of at least {minimum} (232 is best). Use a Bluetooth "
-            "adapter/OS that negotiates a larger MTU (on Linux/BlueZ make sure the MTU exchange happens, e.g. "
-            "a recent BlueZ; on Android request 232), then connect again.", Status.INVALID_MTU)
-        self.mtu = mtu
-
-
-class PmdTimeoutError(PmdError):
-    """The sensor did not answer a control point command in time."""
-
-
-class ReconnectFailedError(EdgeSDKError):
-    """The link was lost and every reconnection attempt failed."""
-
-
-class LinkLostError(EdgeSDKError):
-    """The link dropped while the connection was being set up or a command was pending."""
-
-    def __init__(self, address: str = "", what: str = "a control point command"):
-        super().__init__(f"the link to {address} dropped during {what}; keep the strap in range and on the "
-                         "chest, then connect again")
 
 
 @dataclass
@@ -257,7 +229,7 @@ class PolarH10Source(EcgSource):
         try:
             self.mtu = await self._negotiated_mtu(client)
             if self.mtu < MIN_MTU:
-                raise MtuTooSmallError(self.mtu)
+                raise MtuTooSmallError(self.mtu, MIN_MTU)
             generation = self._generation
             await client.start_notify(PMD_CONTROL, lambda _c, data: self._on_control(data, generation))
             await client.start_notify(PMD_DATA, lambda _c, data: self._queue.put_nowait(
@@ -301,7 +273,7 @@ class PolarH10Source(EcgSource):
 
     def _check(self, response: ControlResponse, what: str) -> None:
         if response.status == Status.INVALID_MTU:
-            raise MtuTooSmallError(None)
+            raise MtuTooSmallError(None, MIN_MTU)
         if not response.ok:
             raise PmdError(f"{what} failed with status {response.status.name} ({int(response.status)}); "
                            "check the sample rate / resolution and that no other app is using the strap",

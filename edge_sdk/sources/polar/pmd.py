@@ -12,7 +12,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from ...errors import EdgeSDKError
+from ...errors import PmdError
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +71,6 @@ class SettingType(IntEnum):
     SAMPLE_RATE = 0
     RESOLUTION = 1
     RANGE = 2
-
-
-class PmdError(EdgeSDKError):
-    """The sensor answered a PMD command with an error status, or sent bytes that do not parse."""
-
-    def __init__(self, message: str, status: Status | None = None):
-        super().__init__(message)
-        self.status = status
 
 
 # ----------------------------------------------------------------------------- commands
