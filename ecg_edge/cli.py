@@ -271,6 +271,9 @@ def _add_stream(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing --save file")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for inference")
     p.add_argument("--json", action="store_true", help="print predictions as JSON lines")
+    p.add_argument("--report", metavar="PNG", default=None,
+                   help="write a picture of the session: ECG strip, labels per window, quality flags, gaps, latency "
+                        "(and PNG.json with the data it was drawn from)")
     p.set_defaults(func=_run_stream)
 
 
@@ -281,6 +284,29 @@ def _run_stream(a) -> int:
         raise SystemExit("ecg-edge stream: give a device ADDRESS, --emulate or --replay FILE (see --help)")
     run_stream(a)
     return 0
+
+
+def _add_verify_port(sub) -> None:
+    p = _parser(
+        sub, "verify-port", help="check a native (Android/iOS) port's preprocessing and model outputs against a "
+                                 "bundle's conformance vectors",
+        description="Read a port's dump of the preprocessing stages and model outputs for the bundle's conformance "
+                    "vectors (format in the bundle's README.md) and report, vector by vector and stage by stage, "
+                    "PASS or where it diverges and by how much. Exit status 1 when a stage fails.")
+    p.add_argument("bundle", help="model bundle folder")
+    p.add_argument("dump", help="the port's dump: JSON (ecg-edge/port-dump v1) or .npz")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_run_verify_port)
+
+
+def _run_verify_port(a) -> int:
+    import json
+
+    from .verify_port import verify_port
+
+    report = verify_port(a.bundle, a.dump)
+    print(json.dumps(report.to_dict(), indent=1) if a.json else report.text())
+    return 0 if report.ok else 1
 
 
 def _add_bench(sub) -> None:
@@ -355,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stream(sub)
     _add_bench(sub)
     _add_demo(sub)
+    _add_verify_port(sub)
     return parser
 
 

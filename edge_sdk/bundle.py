@@ -14,6 +14,7 @@ import math
 import os
 import stat
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from .preprocessing import PreprocessingConfig
 CARD_NAME = "model_card.json"
 CARD_FORMAT = "ecg-edge/model-card"
 CARD_VERSION = 2
+#: Version of ``edge_sdk/card_schema.json`` (JSON Schema of the card); cards carry it as ``schema_version``.
+CARD_SCHEMA_VERSION = 1
+CARD_SCHEMA_PATH = Path(__file__).with_name("card_schema.json")
+EXTRA_KEYS = ("sha256", "bytes", "kind")
 REQUIRED_KEYS = ("format", "version", "name", "labels", "label_vocabulary", "threshold_rule", "sample_rate_hz",
                  "window_seconds", "window_samples", "hop_seconds", "preprocessing", "input", "output", "files",
                  "fidelity", "teacher")
@@ -113,10 +118,52 @@ def check_file_name(name: Any, where: str = CARD_NAME) -> str:
     return name
 
 
+@lru_cache(maxsize=1)
+def card_schema() -> dict:
+    """The JSON Schema of the model card (``edge_sdk/card_schema.json``)."""
+    return json.loads(CARD_SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def _schema_validator():
+    try:
+        from jsonschema import Draft202012Validator
+    except ImportError as e:  # a runtime dependency; say how to get it
+        raise BundleError("the model card is validated with the `jsonschema` package: pip install jsonschema") from e
+    schema = card_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _schema_message(err) -> str:
+    path = "/".join(str(p) for p in err.absolute_path) or "(card)"
+    if err.validator == "required":
+        missing = [k for k in err.validator_value if isinstance(err.instance, dict) and k not in err.instance]
+        return f"{path} lacks {missing}"
+    desc = err.schema.get("description") if isinstance(err.schema, dict) else None
+    msg = err.message if len(err.message) <= 200 else err.message[:200] + "..."
+    return f"{path}: {msg}" + (f" ({desc})" if desc else "")
+
+
+def validate_schema(card: Any, where: str = CARD_NAME) -> None:
+    """Raise :class:`BundleError` unless ``card`` conforms to the JSON Schema ``edge_sdk/card_schema.json``."""
+    from jsonschema.exceptions import best_match
+
+    err = best_match(_schema_validator().iter_errors(card))
+    if err is not None:
+        raise BundleError(f"{where} does not conform to the model card schema (schema_version "
+                          f"{CARD_SCHEMA_VERSION}): {_schema_message(err)}; rebuild the bundle with `ecg-edge quantize`")
+
+
 def validate_card(card: Any, where: str = CARD_NAME) -> dict:
-    """Raise :class:`BundleError` unless ``card`` is a complete, consistent model card of a supported version."""
+    """Raise :class:`BundleError` unless ``card`` is a complete, consistent model card of a supported version.
+
+    The JSON Schema (:func:`validate_schema`) comes first; the checks below add what a schema cannot say
+    (label table vs output shape, unique names, rates and filters consistent with each other).
+    """
     if not isinstance(card, dict):
         raise BundleError(f"{where} must hold a JSON object, got {type(card).__name__}")
+    validate_schema(card, where)
     if card.get("format") != CARD_FORMAT:
         raise BundleError(f"{where}: format is {card.get('format')!r}, expected {CARD_FORMAT!r}; "
                           "is this a model card written by `ecg-edge quantize`?")
@@ -178,6 +225,21 @@ def validate_card(card: Any, where: str = CARD_NAME) -> dict:
             raise BundleError(f"{where}: file entry {name!r} has bytes {b!r}; expected 1..{MAX_FILE_BYTES}")
         if not isinstance(f["sha256"], str) or len(f["sha256"]) != 64:
             raise BundleError(f"{where}: file entry {name!r} has no valid sha256")
+    extras = card.get("extras", {})
+    if not isinstance(extras, dict):
+        raise BundleError(f"{where}: extras must be a JSON object")
+    for name, f in extras.items():
+        check_file_name(name, where)
+        if name in card["files"] or name == CARD_NAME:
+            raise BundleError(f"{where}: extra file {name!r} is also a model file or the card")
+        if not isinstance(f, dict) or [k for k in EXTRA_KEYS if k not in f]:
+            raise BundleError(f"{where}: extra file entry {name!r} must be an object with {list(EXTRA_KEYS)}")
+        b = f["bytes"]
+        if isinstance(b, bool) or not isinstance(b, int) or not 0 < b <= MAX_FILE_BYTES:
+            raise BundleError(f"{where}: extra file entry {name!r} has bytes {b!r}; expected 1..{MAX_FILE_BYTES}")
+    conf = card.get("conformance")
+    if conf is not None and conf.get("file") not in extras:
+        raise BundleError(f"{where}: conformance file {conf.get('file')!r} is not listed in extras")
     return card
 
 
@@ -218,7 +280,7 @@ def load_bundle(path: str | Path, verify_checksums: bool = True) -> ModelBundle:
     card = read_card(card_path)
     validate_card(card, str(card_path))
     real_root = root.resolve()
-    for name, f in card["files"].items():
+    for name, f in list(card["files"].items()) + list(card.get("extras", {}).items()):
         fp = root / name
         if not fp.exists():
             raise BundleError(f"bundle file {fp} is missing; copy the whole bundle folder")
@@ -241,7 +303,8 @@ def load_bundle(path: str | Path, verify_checksums: bool = True) -> ModelBundle:
 def write_card(root: str | Path, card: dict) -> Path:
     """Validate ``card``, fill in sha256 and bytes of its files, and write ``model_card.json``."""
     root = Path(root)
-    for name, f in card["files"].items():
+    card.setdefault("schema_version", CARD_SCHEMA_VERSION)
+    for name, f in list(card["files"].items()) + list(card.get("extras", {}).items()):
         f["sha256"] = sha256_of(root / check_file_name(name))
         f["bytes"] = (root / name).stat().st_size
     validate_card(card)

@@ -21,13 +21,16 @@ from distill.distiller import Teacher
 from distill.labels import checkpoint_label_table
 from distill.student import count_macs, count_params
 from distill.windows_dataset import predict
-from edge_sdk.bundle import CARD_FORMAT, CARD_VERSION, sha256_of, write_card
+from edge_sdk.bundle import CARD_FORMAT, CARD_SCHEMA_VERSION, CARD_VERSION, sha256_of, write_card
 from edge_sdk.inference.onnx_backend import OnnxBackend
 from edge_sdk.labels import LabelTable
 from edge_sdk.outputs import check_new_dir, replace_dir, staging_dir
 from edge_sdk.preprocessing import DEFAULT_CONFIG
 
+from .bundle_readme import README_NAME, write_bundle_readme
+from .conformance import preprocessing_spec, write_conformance
 from .fidelity import choose_thresholds, compare
+from .mobile import convert_to_ort, finish_tflite
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .onnx_int8 import quantize_onnx_int8
 
@@ -67,7 +70,8 @@ def teacher_probabilities(teacher: Teacher, names: list[str], x: np.ndarray) -> 
 def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.ndarray, test: WindowSet,
                  val: WindowSet | None = None, teacher: Teacher | None = None, tflite: bool = True,
                  hop_seconds: float = 5.0, calibration_method: str = "minmax", float_first_conv: bool = True,
-                 include_teacher: bool = False, force: bool = False, recipe: dict | None = None) -> dict:
+                 include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
+                 with_conformance: bool = True) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
 
     ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows for the
@@ -78,6 +82,9 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     ``float_first_conv`` keeps the first convolution of the ONNX int8 student in float (the TFLite model is
     full-integer regardless). ``out_dir`` must be missing or empty unless ``force``; the bundle is built
     in a sibling folder and moved into place only when complete. ``recipe`` is recorded in the card.
+    The bundle also gets the mobile files (``student_int8.ort`` + its required-operators config; the TFLite
+    signature named like the card, labels inside), the preprocessing specification, conformance vectors
+    from held-out Challenge 2017 / MIT-BIH records (``with_conformance``; needs ../shared) and a README.md.
     """
     t0 = time.time()
     final = check_new_dir(out_dir, force, "bundle folder")
@@ -93,12 +100,15 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     out = staging_dir(final)
     try:
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
-                      hop_seconds, calibration_method, float_first_conv, include_teacher, recipe)
+                      hop_seconds, calibration_method, float_first_conv, include_teacher, recipe, with_conformance)
     except BaseException:
         import shutil
         shutil.rmtree(out, ignore_errors=True)
         raise
     card["build_seconds"] = round(time.time() - t0, 1)
+    write_card(out, card)  # fills in sha256 and bytes, which the README lists
+    write_bundle_readme(out, card)
+    card["extras"][README_NAME] = {"kind": "readme"}
     write_card(out, card)
     replace_dir(out, final)
     _log(f"bundle written to {final} in {card['build_seconds']} s")
@@ -106,7 +116,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
 
 def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Path, calibration, test, val,
-           teacher, tflite, hop_seconds, calibration_method, float_first_conv, include_teacher, recipe) -> dict:
+           teacher, tflite, hop_seconds, calibration_method, float_first_conv, include_teacher, recipe,
+           with_conformance=True) -> dict:
     names, activation = table.names, table.activation
     files: dict[str, dict] = {}
     fidelity: dict[str, dict] = {}
@@ -120,8 +131,11 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     _log(f"int8 QDQ with {len(calibration)} calibration windows")
     qparams = quantize_onnx_int8(out / "student_fp32.onnx", out / "student_int8.onnx", calibration, calibration_method,
                                  input_range=input_range, float_first_conv=float_first_conv)
-    files["student_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "student"}
-    files["student_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "student", "quantization": qparams}
+    files["student_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "student", "format": "onnx"}
+    files["student_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "student", "format": "onnx",
+                                  "quantization": qparams}
+    extras: dict[str, dict] = {}
+    mobile: dict[str, dict] = {}
 
     _log(f"fidelity on {len(test)} held-out windows")
     with torch.no_grad():
@@ -132,6 +146,21 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     fidelity["student_onnx_fp32_vs_torch"] = {"max_abs_prob_error": float(np.abs(torch_fp32 - s_fp32[:512]).max())}
     fidelity["student_onnx_int8_vs_fp32"] = compare(s_fp32, s_int8, names, test, activation)
 
+    _log("ONNX Runtime Mobile: .ort and its required-operators config (onnxruntime's converter)")
+    import onnxruntime
+
+    ort_path, ops_path = convert_to_ort(out / "student_int8.onnx", out)
+    files[ort_path.name] = {"runtime": "onnxruntime", "precision": "int8", "role": "student-mobile", "format": "ort",
+                            "converted_from": "student_int8.onnx"}
+    extras[ops_path.name] = {"kind": "ort-required-operators"}
+    s_ort = _probs(OnnxBackend(ort_path, threads=2), x_test)
+    ort_diff = float(np.abs(s_ort - s_int8).max())
+    fidelity["student_ort_int8_vs_onnx_int8"] = {"max_abs_prob_error": ort_diff, "n_windows": int(len(x_test))}
+    mobile["ort"] = {"file": ort_path.name, "converted_from": "student_int8.onnx",
+                     "converter": f"onnxruntime {onnxruntime.__version__} tools.convert_onnx_models_to_ort",
+                     "optimization_style": "Fixed", "target_platform": "arm", "required_operators": ops_path.name,
+                     "max_abs_diff_vs_onnx": ort_diff}
+
     if tflite:
         from edge_sdk.inference.tflite_backend import TFLiteBackend
 
@@ -139,7 +168,8 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
 
         _log("full-integer TFLite")
         tparams = convert_tflite_int8(student, activation, out / "student_int8.tflite", calibration)
-        files["student_int8.tflite"] = {"runtime": "tflite", "precision": "int8", "role": "student", "quantization": tparams}
+        files["student_int8.tflite"] = {"runtime": "tflite", "precision": "int8", "role": "student", "format": "tflite",
+                                        "quantization": tparams}
         s_tfl = TFLiteBackend(out / "student_int8.tflite", threads=2).predict(x_test)
         fidelity["student_tflite_int8_vs_fp32"] = compare(s_fp32, s_tfl, names, test, activation)
 
@@ -168,6 +198,15 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     chosen, rule = choose_thresholds(v_probs, names, val) if v_probs is not None else choose_thresholds(None, names, None)
     table = table.with_default_thresholds().with_thresholds(chosen, "validation")
     rule["chosen_on"] = "student_int8.onnx outputs"
+    if tflite:  # signature names as the card's; the labels inside carry the chosen thresholds
+        mobile["tflite"] = finish_tflite(out / "student_int8.tflite", INPUT_NAME, OUTPUT_NAME, table.to_list())
+
+    conformance = None
+    if with_conformance:
+        _log("conformance vectors (held-out records, every stage, every model file)")
+        students = {n: f for n, f in files.items() if f["role"].startswith("student")}
+        conformance = write_conformance(out, students, names, DEFAULT_CONFIG, hop_seconds)
+        extras[conformance["file"]] = {"kind": "conformance-vectors"}
 
     return {
         "format": CARD_FORMAT, "version": CARD_VERSION, "name": "ecg-edge-student",
@@ -179,7 +218,10 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
         "input": {"name": INPUT_NAME, "shape": ["batch", 1, DEFAULT_CONFIG.window_samples], "dtype": "float32",
                   "layout": "z-scored ECG, 1 lead, 500 Hz", "tflite_shape": [1, DEFAULT_CONFIG.window_samples, 1]},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(names)], "dtype": "float32", "activation": activation},
-        "files": files, "fidelity": fidelity, "teacher": teacher_card,
+        "schema_version": CARD_SCHEMA_VERSION,
+        "preprocessing_spec": preprocessing_spec(DEFAULT_CONFIG, hop_seconds),
+        **({"conformance": conformance} if conformance else {}),
+        "files": files, "extras": extras, "mobile": mobile, "fidelity": fidelity, "teacher": teacher_card,
         "student": {"arch": s_ckpt.get("arch"), "config": s_ckpt.get("config"), "params": count_params(student),
                     "macs_per_window": count_macs(student), "checkpoint": student_path.name,
                     "checkpoint_sha256": sha256_of(student_path), "val": meta.get("val"), "qat": meta.get("qat"),

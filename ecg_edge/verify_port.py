@@ -1,0 +1,154 @@
+"""``ecg-edge verify-port BUNDLE DUMP``: compare a native port's dump of the preprocessing stages and model
+outputs with the bundle's conformance vectors, stage by stage.
+
+A dump (format ``ecg-edge/port-dump`` v1, documented in the bundle README) is JSON::
+
+    {"format": "ecg-edge/port-dump", "version": 1, "port": "...",
+     "vectors": {"<vector id>": {"<stage>": [numbers...], ..., "outputs": {"<model file>": [probabilities...]}}}}
+
+or a ``.npz`` with arrays ``<vector>.<stage>`` and ``<vector>.output.<model file>``. Each stage passes when
+its largest absolute difference from the expected array is within the card's tolerance for that stage.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.bundle import load_bundle
+from edge_sdk.errors import EdgeSDKError
+
+DUMP_FORMAT = "ecg-edge/port-dump"
+
+
+@dataclass
+class StageResult:
+    vector: str
+    stage: str
+    status: str  # "pass", "fail", "missing" (not in the dump), "shape" (wrong length)
+    max_abs_diff: float | None = None
+    at_index: int | None = None
+    expected: float | None = None
+    got: float | None = None
+    tolerance: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class PortReport:
+    bundle: str
+    dump: str
+    port: str
+    results: list[StageResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[StageResult]:
+        return [r for r in self.results if r.status in ("fail", "shape")]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and any(r.status == "pass" for r in self.results)
+
+    def first_divergence(self, vector: str) -> StageResult | None:
+        return next((r for r in self.results if r.vector == vector and r.status in ("fail", "shape")), None)
+
+    def to_dict(self) -> dict:
+        return {"bundle": self.bundle, "dump": self.dump, "port": self.port, "ok": self.ok,
+                "results": [asdict(r) for r in self.results]}
+
+    def text(self) -> str:
+        lines = [f"verify-port: {self.dump} ({self.port}) against {self.bundle}"]
+        vectors = list(dict.fromkeys(r.vector for r in self.results))
+        for v in vectors:
+            lines.append(f"vector {v}:")
+            for r in (r for r in self.results if r.vector == v):
+                if r.status == "missing":
+                    lines.append(f"  {r.stage:<38} not dumped")
+                elif r.status == "shape":
+                    lines.append(f"  {r.stage:<38} FAIL  {r.detail}")
+                else:
+                    word = "PASS" if r.status == "pass" else "FAIL"
+                    lines.append(f"  {r.stage:<38} {word}  max |diff| {r.max_abs_diff:.3g} at index {r.at_index} "
+                                 f"(expected {r.expected:.9g}, got {r.got:.9g}; tolerance {r.tolerance:g})")
+            first = self.first_divergence(v)
+            if first is not None:
+                lines.append(f"  -> diverges first at {first.stage}")
+        n_pass = sum(r.status == "pass" for r in self.results)
+        n_missing = sum(r.status == "missing" for r in self.results)
+        lines.append(f"{'PASS' if self.ok else 'FAIL'}: {n_pass} stages pass, {len(self.failed)} fail, "
+                     f"{n_missing} not dumped")
+        return "\n".join(lines)
+
+
+def read_dump(path: str | Path) -> tuple[str, dict[str, dict]]:
+    """``(port name, {vector: {stage: array, "outputs": {file: array}}})`` from a JSON or .npz dump."""
+    p = Path(path)
+    if not p.is_file():
+        raise EdgeSDKError(f"port dump {p} not found")
+    if p.suffix == ".npz":
+        vectors: dict[str, dict] = {}
+        with np.load(p) as z:
+            for key in z.files:
+                vid, _, rest = key.partition(".")
+                d = vectors.setdefault(vid, {"outputs": {}})
+                if rest.startswith("output."):
+                    d["outputs"][rest[len("output."):]] = z[key]
+                else:
+                    d[rest] = z[key]
+        return p.name, vectors
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise EdgeSDKError(f"port dump {p} is not JSON ({e}); see the bundle README for the format") from e
+    if not isinstance(data, dict) or data.get("format") != DUMP_FORMAT or not isinstance(data.get("vectors"), dict):
+        raise EdgeSDKError(f"port dump {p}: expected {{\"format\": \"{DUMP_FORMAT}\", \"version\": 1, \"vectors\": "
+                           "{...}}; see the bundle README")
+    return str(data.get("port", p.name)), data["vectors"]
+
+
+def _compare(vector: str, stage: str, expected: np.ndarray, got, tol: float) -> StageResult:
+    if got is None:
+        return StageResult(vector, stage, "missing", tolerance=tol)
+    try:
+        g = np.asarray(got, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return StageResult(vector, stage, "shape", tolerance=tol, detail="not an array of numbers")
+    e = np.asarray(expected, np.float64).reshape(-1)
+    if g.shape != e.shape:
+        return StageResult(vector, stage, "shape", tolerance=tol,
+                           detail=f"{g.size} values, expected {e.size}")
+    diff = np.abs(g - e)
+    diff[np.isnan(diff)] = np.inf
+    i = int(np.argmax(diff))
+    m = float(diff[i])
+    return StageResult(vector, stage, "pass" if m <= tol else "fail", m, i, float(e[i]), float(g[i]), tol)
+
+
+def verify_port(bundle: str | Path, dump: str | Path) -> PortReport:
+    """Compare ``dump`` with the conformance vectors of ``bundle``, every vector, stage and model output."""
+    b = load_bundle(bundle)
+    conf = b.card.get("conformance")
+    if not conf:
+        raise EdgeSDKError(f"bundle {b.root} has no conformance vectors; rebuild it with this `ecg-edge quantize`")
+    port, got = read_dump(dump)
+    report = PortReport(str(b.root), str(dump), port)
+    unknown = sorted(set(got) - {v["id"] for v in conf["vectors"]})
+    if unknown:
+        raise EdgeSDKError(f"port dump {dump} has vectors {unknown} that the bundle does not; it has "
+                           f"{[v['id'] for v in conf['vectors']]}")
+    with np.load(b.root / conf["file"]) as z:
+        for v in conf["vectors"]:
+            vid = v["id"]
+            d = got.get(vid) or {}
+            for s in conf["stages"]:
+                if s["tolerance_abs"] is None:
+                    continue
+                report.results.append(_compare(vid, s["name"], z[f"{vid}.{s['name']}"], d.get(s["name"]),
+                                               float(s["tolerance_abs"])))
+            outs = d.get("outputs") or {}
+            for name, o in conf["outputs"].items():
+                report.results.append(_compare(vid, f"output {name}", z[f"{vid}.output.{name}"], outs.get(name),
+                                               float(o["tolerance_abs"])))
+    return report
