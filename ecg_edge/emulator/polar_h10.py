@@ -39,10 +39,12 @@ from bumble.transport.common import AsyncPipeSink
 from edge_sdk.datasets.mitdb import FS_HZ as MITDB_FS_HZ
 from edge_sdk.datasets.mitdb import MitBih
 from edge_sdk.preprocessing import resample_linear
-from edge_sdk.sources.polar.pmd import (BATTERY_LEVEL, HR_MEASUREMENT, HR_SERVICE, MAX_MTU, MIN_MTU,
-                                        PMD_CONTROL, PMD_DATA, PMD_EPOCH_OFFSET_S, PMD_SERVICE,
-                                        MeasurementType, Opcode, SettingType, Status, encode_ecg_frame,
-                                        encode_heart_rate, parse_settings, samples_per_frame)
+from .pmd_bytes import (BATTERY_LEVEL, HR_MEASUREMENT, HR_SERVICE, MAX_MTU, MIN_MTU, PMD_CONTROL, PMD_DATA,
+                        PMD_EPOCH_OFFSET_S, PMD_SERVICE, MeasurementType, Opcode, SettingType, Status)
+from .pmd_bytes import ecg_frame as encode_ecg_frame
+from .pmd_bytes import heart_rate as encode_heart_rate
+from .pmd_bytes import read_settings as parse_settings
+from .pmd_bytes import samples_per_frame
 
 from .bumble_backend import DEFAULT_CENTRAL_MTU, BumbleBleakClient, bumble_backend
 
