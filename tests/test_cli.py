@@ -1,4 +1,5 @@
 """The command line as a user meets it."""
+import argparse
 import subprocess
 import sys
 
@@ -7,12 +8,29 @@ import pytest
 from ecg_edge.cli import main
 
 
-@pytest.mark.parametrize("cmd", ["distill", "quantize", "stream", "bench", "demo", "train-teacher"])
-def test_every_command_has_help(cmd, capsys):
+def _subcommands():
+    import argparse
+
+    from ecg_edge.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+@pytest.mark.parametrize("cmd", sorted(_subcommands()))
+def test_every_option_says_what_it_does_and_its_default(cmd, capsys):
+    parser = _subcommands()[cmd]
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert action.help and len(action.help) > 10, f"{cmd} {action.option_strings[0]} has no help text"
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
     assert e.value.code == 0
-    assert len(capsys.readouterr().out) > 300
+    out = " ".join(capsys.readouterr().out.split())
+    for action in parser._actions:  # every real default is printed
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and action.dest != "help":
+            assert f"default: {action.default}" in out or "default" in action.help, (cmd, action.dest)
 
 
 def test_console_script_runs():
