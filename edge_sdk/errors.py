@@ -46,6 +46,10 @@ class SplitError(DatasetError, ValueError):
     and labels of different lengths."""
 
 
+class MissingDependencyError(EdgeSDKError, ImportError):
+    """An optional dependency (an ``ecg-edge[...]`` extra) is needed for what was asked and is not installed."""
+
+
 # ----------------------------------------------------------------------------- BLE / Polar PMD
 
 class PmdError(EdgeSDKError):

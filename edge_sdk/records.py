@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RecordFormatError, RecordNotFoundError, SignalError
+from .errors import MissingDependencyError, RecordFormatError, RecordNotFoundError, SignalError
 from .preprocessing import check_signal
 
 #: Multiply a value in these units by the factor to get millivolts (keys lower case; µ: micro sign and mu).
@@ -165,6 +165,16 @@ def _check_wfdb_file_sizes(base: Path, header: object) -> None:
                                     "file is truncated or belongs to another record: restore it from the data set")
 
 
+def import_wfdb():
+    """The ``wfdb`` module, or :class:`MissingDependencyError` saying which extra installs it."""
+    try:
+        import wfdb
+    except ImportError as e:
+        raise MissingDependencyError("reading WFDB records needs the wfdb package: pip install 'ecg-edge[records]' "
+                                     "(the device runtime alone reads CSV and npz)") from e
+    return wfdb
+
+
 def read_wfdb(path: str | Path, channel: int | str = 0, sampto: int | None = None,
               units: str | None = None) -> Record:
     """Read channel ``channel`` (index or name, e.g. ``'MLII'``) of a WFDB record (path without extension),
@@ -175,7 +185,7 @@ def read_wfdb(path: str | Path, channel: int | str = 0, sampto: int | None = Non
     unparsable header, sample rate <= 0, gain 0, wrong-size signal file, non-voltage units) or
     :class:`SignalError` (unknown channel, NaN samples).
     """
-    import wfdb
+    wfdb = import_wfdb()
 
     p = Path(path)
     base = p.with_suffix("") if p.suffix in (".hea", ".dat", ".mat") else p

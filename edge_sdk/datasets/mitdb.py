@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import DatasetError, RecordFormatError, RecordNotFoundError
 from ..paths import mitdb_dir
-from ..records import Record, read_wfdb
+from ..records import Record, import_wfdb, read_wfdb
 
 FS_HZ = 360
 
@@ -50,7 +50,7 @@ class MitBih:
 
     def _annotations(self, name: str):
         """The ``.atr`` annotations of ``name``; :class:`RecordNotFoundError` / :class:`RecordFormatError`."""
-        import wfdb
+        wfdb = import_wfdb()
 
         path = self._path(name)
         atr = path.with_suffix(".atr")
@@ -71,7 +71,7 @@ class MitBih:
 
     def rhythms(self, name: str, n_samples: int | None = None) -> list[RhythmSegment]:
         """Rhythm segments (sample indices at 360 Hz) from the ``aux_note`` of ``'+'`` annotations (e.g. ``'(AFIB'``)."""
-        import wfdb
+        wfdb = import_wfdb()
 
         path = self._path(name)
         ann = self._annotations(name)
