@@ -54,10 +54,11 @@ async def open_source(address: str | None, emulate: bool, replay: str | None, re
 
 
 async def stream_predictions(source: EcgSource, bundle: str, duration: float | None = None, print_lines: bool = True,
-                             as_json: bool = False, holder: list | None = None, **stream_options) -> EcgStream:
+                             as_json: bool = False, holder: list | None = None, collect: list | None = None,
+                             **stream_options) -> EcgStream:
     """Run an :class:`EcgStream` over ``source``, printing a line (or JSON line) per prediction, until the
     source ends or ``duration`` seconds of ECG; ``holder`` receives the stream at once (for summaries after
-    an interruption)."""
+    an interruption); ``collect`` receives every prediction (for the session report)."""
     stream = EcgStream(source, bundle, on_event=print_event if print_lines else None, **stream_options)
     if holder is not None:
         holder.append(stream)
@@ -66,6 +67,8 @@ async def stream_predictions(source: EcgSource, bundle: str, duration: float | N
     try:
         async for p in predictions:
             t0 = p.start_sensor_s if t0 is None else t0
+            if collect is not None:
+                collect.append(p)
             if print_lines:
                 if as_json:
                     print(json.dumps({"t_s": round(p.end_sensor_s - t0, 3), **p.to_dict()}, default=str), flush=True)
@@ -96,18 +99,33 @@ def summary(stream: EcgStream) -> str:
 def run_stream(a) -> EcgStream | None:
     """The ``stream`` command; Ctrl-C ends the session cleanly (recording closed) and prints its summary."""
     holder: list[EcgStream] = []
+    predictions: list[Prediction] = []
+    report = getattr(a, "report", None)
+    record_to, tmp = a.save, None
+    if report and not record_to:  # the report draws the received samples: record them to a temporary file
+        import tempfile
+        tmp = tempfile.TemporaryDirectory(prefix="ecg-edge-report-")
+        record_to = f"{tmp.name}/session.csv"
 
     async def main():
         async with open_source(a.address, a.emulate, a.replay, a.record, a.speed, a.fs, a.duration) as src:
-            return await stream_predictions(src, a.bundle, a.duration, True, a.json, holder, runtime=a.runtime,
-                                            precision=a.precision, hop_s=a.hop, threads=a.threads, record_to=a.save,
-                                            overwrite_recording=a.force)
+            return await stream_predictions(src, a.bundle, a.duration, True, a.json, holder, predictions,
+                                            runtime=a.runtime, precision=a.precision, hop_s=a.hop, threads=a.threads,
+                                            record_to=record_to, overwrite_recording=a.force)
 
     try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-    if holder:
-        print("\n" + summary(holder[0]))
-        return holder[0]
-    return None
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+        if holder:
+            print("\n" + summary(holder[0]))
+        if report and holder and holder[0].samples_received:
+            from .report import write_session_report
+
+            write_session_report(report, predictions, record_to)
+            print(f"report: {report} (data: {report}.json)")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return holder[0] if holder else None
