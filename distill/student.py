@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from edge_sdk.preprocessing import WINDOW_SAMPLES
+
 
 @dataclass(frozen=True)
 class StudentConfig:
@@ -98,7 +100,7 @@ def build_student(arch: str = STUDENT_ARCH, **config) -> EdgeStudent:
     return EdgeStudent(StudentConfig.from_dict(config) if config else StudentConfig())
 
 
-def count_macs(model: nn.Module, input_len: int = 5000, in_channels: int = 1) -> int:
+def count_macs(model: nn.Module, input_len: int = WINDOW_SAMPLES, in_channels: int = 1) -> int:
     """Multiply-accumulates of one forward pass on ``(1, in_channels, input_len)``: half the FLOPs that
     ``torch.utils.flop_counter.FlopCounterMode`` counts (convolutions and matrix products; BatchNorm,
     activations and pooling are not counted)."""

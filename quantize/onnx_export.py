@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edge_sdk.preprocessing import WINDOW_SAMPLES
+
 INPUT_NAME = "ecg"
 OUTPUT_NAME = "probs"
 
@@ -24,7 +26,7 @@ class WithProbabilities(nn.Module):
         return torch.softmax(logits, 1) if self.activation == "softmax" else torch.sigmoid(logits)
 
 
-def export_onnx(model: nn.Module, path: str | Path, activation: str, window_samples: int = 5000,
+def export_onnx(model: nn.Module, path: str | Path, activation: str, window_samples: int = WINDOW_SAMPLES,
                 opset: int = 17) -> Path:
     """Write ``path``: input ``ecg`` (batch, 1, window_samples) float32 -> ``probs`` (batch, n_labels)."""
     p = Path(path)

@@ -22,6 +22,8 @@ from torch.ao.quantization import default_per_channel_weight_fake_quant
 from torch.ao.quantization.quantize_fx import prepare_qat_fx
 from tqdm import tqdm
 
+from edge_sdk.preprocessing import WINDOW_SAMPLES
+
 from distill.checkpoint import load_model, save_checkpoint
 from distill.distiller import hard_loss, kd_loss
 from distill.labels import checkpoint_label_table
@@ -38,7 +40,7 @@ QAT_QCONFIG = QConfig(activation=ACTIVATION_FQ, weight=default_per_channel_weigh
 INPUT_RANGE = 8.0
 
 
-def prepare_qat(student: EdgeStudent, window_samples: int = 5000, input_range: float = INPUT_RANGE) -> nn.Module:
+def prepare_qat(student: EdgeStudent, window_samples: int = WINDOW_SAMPLES, input_range: float = INPUT_RANGE) -> nn.Module:
     """FX QAT graph of ``student`` whose input fake-quantizer is fixed to [-input_range, input_range]."""
     mapping = QConfigMapping().set_global(QAT_QCONFIG)
     with warnings.catch_warnings():

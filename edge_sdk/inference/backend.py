@@ -8,6 +8,7 @@ import numpy as np
 
 from ..bundle import ModelBundle, load_bundle
 from ..errors import BundleError, SignalError
+from ..preprocessing import WINDOW_SAMPLES
 
 
 class Backend(ABC):
@@ -15,7 +16,7 @@ class Backend(ABC):
     label probabilities ``(n, n_labels)`` float32."""
 
     name: str = ""
-    window_samples: int = 5000
+    window_samples: int = WINDOW_SAMPLES
 
     def _check(self, windows: np.ndarray) -> np.ndarray:
         x = np.asarray(windows, np.float32)

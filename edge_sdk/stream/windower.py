@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..preprocessing import WINDOW_SAMPLES
+
 
 @dataclass
 class Window:
@@ -19,16 +21,22 @@ class Window:
 
 
 class Windower:
-    """Ring-buffer windowing. :meth:`reset` (after a gap) drops the partial buffer: no window spans a gap."""
+    """Windows of ``window_samples`` every ``hop_samples`` from pushed blocks, in one preallocated buffer.
 
-    def __init__(self, window_samples: int = 5000, hop_samples: int = 2500):
+    The buffer holds at most one window (values in mV, sensor and host times in s); after a window is
+    emitted its last ``window - hop`` samples move to the front (or, when ``hop > window``, the next
+    ``hop - window`` samples are skipped). Memory is constant however long the stream runs.
+    :meth:`reset` (after a gap) drops the partial window: no window spans a gap.
+    """
+
+    def __init__(self, window_samples: int = WINDOW_SAMPLES, hop_samples: int = WINDOW_SAMPLES // 2):
         if hop_samples <= 0 or window_samples <= 0:
             raise ValueError("window and hop must be positive")
         self.window = window_samples
         self.hop = hop_samples
-        self._v = np.empty(0)
-        self._ts = np.empty(0)
-        self._th = np.empty(0)
+        self._buf = np.empty((3, window_samples))  # rows: values_mv, sensor_time_s, host_time_s
+        self._n = 0  # samples in the buffer
+        self._skip = 0  # samples still to skip when hop > window
         self._count = 0
         self.segment = 0
         self.dropped_samples = 0
@@ -37,22 +45,38 @@ class Windower:
     def reset(self) -> None:
         """Drop the partial window and start a new segment (idempotent until new samples arrive)."""
         if not self._fresh:
-            self.dropped_samples += self._v.size
-            self._v, self._ts, self._th = np.empty(0), np.empty(0), np.empty(0)
+            self.dropped_samples += self._n
+            self._n, self._skip = 0, 0
             self.segment += 1
             self._fresh = True
 
     def push(self, values: np.ndarray, sensor_time_s: np.ndarray, host_time_s: np.ndarray) -> list[Window]:
-        if len(values):
+        """Append samples (mV) with their times (s); return the windows completed by them."""
+        k = len(values)
+        if k:
             self._fresh = False
-        self._v = np.r_[self._v, values]
-        self._ts = np.r_[self._ts, sensor_time_s]
-        self._th = np.r_[self._th, host_time_s]
         out = []
-        while self._v.size >= self.window:
-            w = slice(0, self.window)
-            out.append(Window(self._count, self._v[w].copy(), float(self._ts[0]), float(self._ts[self.window - 1]),
-                              float(self._th[self.window - 1]), self.segment))
-            self._count += 1
-            self._v, self._ts, self._th = self._v[self.hop:], self._ts[self.hop:], self._th[self.hop:]
+        i = 0
+        while i < k:
+            if self._skip:
+                step = min(self._skip, k - i)
+                self._skip -= step
+                i += step
+                continue
+            take = min(k - i, self.window - self._n)
+            dst = slice(self._n, self._n + take)
+            self._buf[0, dst] = values[i:i + take]
+            self._buf[1, dst] = sensor_time_s[i:i + take]
+            self._buf[2, dst] = host_time_s[i:i + take]
+            self._n += take
+            i += take
+            if self._n == self.window:
+                b = self._buf
+                out.append(Window(self._count, b[0].copy(), float(b[1, 0]), float(b[1, -1]), float(b[2, -1]),
+                                  self.segment))
+                self._count += 1
+                keep = max(0, self.window - self.hop)
+                b[:, :keep] = b[:, self.window - keep:].copy()
+                self._n = keep
+                self._skip = max(0, self.hop - self.window)
         return out
