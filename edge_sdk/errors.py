@@ -46,6 +46,10 @@ class SplitError(DatasetError, ValueError):
     and labels of different lengths."""
 
 
+class ConfigError(EdgeSDKError, ValueError):
+    """A parameter given to an SDK object is out of range (e.g. a negative backoff)."""
+
+
 class MissingDependencyError(EdgeSDKError, ImportError):
     """An optional dependency (an ``ecg-edge[...]`` extra) is needed for what was asked and is not installed."""
 

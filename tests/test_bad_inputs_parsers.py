@@ -10,6 +10,8 @@ import struct
 
 import numpy as np
 import pytest
+
+from edge_sdk.sources.polar.pmd_session import PmdSession
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,28 +95,42 @@ def source() -> PolarH10Source:
     return PolarH10Source("00:11:22:33:44:55", heart_rate=True, clock=lambda: 1000.0)
 
 
+def _session(events: list) -> PmdSession:
+    return PmdSession(write=None, command_timeout_s=1.0, emit=lambda kind, **d: events.append((kind, d)),
+                      on_stopped=lambda message: events.append(("stopped", message)))
+
+
 @pytest.mark.parametrize("raw", ["F0 07 00 00 00", "", "7E 01", "F0 02", "F0 02 00 63 00"])
-def test_control_callback_turns_bad_indications_into_events(source, raw):
-    source._on_control(bytearray(H(raw)), generation=1)  # must not raise
-    ev = source.events[-1]
-    assert ev.kind == "malformed_control" and ev.detail["data"] == H(raw).hex(" ")
-    assert source._outbox[-1] is ev  # delivered on the stream too
+def test_control_indications_that_do_not_parse_become_events(raw):
+    events: list = []
+    _session(events).on_indication(bytearray(H(raw)))  # must not raise
+    kind, detail = events[-1]
+    assert kind == "malformed_control" and detail["data"] == H(raw).hex(" ")
 
 
-def test_control_callback_reports_an_abandoned_response_and_delivers_the_new_one(source):
+def test_an_abandoned_response_is_reported_and_the_new_one_delivered():
     import asyncio
+
+    events: list = []
+    session = _session(events)
 
     async def scenario() -> ControlResponse:
         fut = asyncio.get_running_loop().create_future()
-        source._pending[int(Opcode.START)] = fut
-        source._on_control(bytearray(H("F0 01 00 00 01 00 01 82 00")), 1)
-        source._on_control(bytearray(H("F0 02 00 00 00 00")), 1)
+        session.pending[int(Opcode.START)] = fut
+        session.on_indication(bytearray(H("F0 01 00 00 01 00 01 82 00")))
+        session.on_indication(bytearray(H("F0 02 00 00 00 00")))
         return await asyncio.wait_for(fut, 1.0)
 
     r = asyncio.run(scenario())
     assert r.opcode == Opcode.START and r.ok
-    assert [e.kind for e in source.events] == ["abandoned_response"]
-    assert source.events[0].detail["head"] == "f0 01 00 00"
+    assert [k for k, _ in events] == ["abandoned_response"]
+    assert events[0][1]["head"] == "f0 01 00 00"
+
+
+def test_a_sensor_stop_goes_to_on_stopped():
+    events: list = []
+    _session(events).on_indication(bytearray(H("01 00")))
+    assert events[-1][0] == "stopped" and events[-1][1].mtypes == [0]
 
 
 def test_heart_rate_callback_turns_bad_notifications_into_events(source):
@@ -126,13 +142,15 @@ def test_heart_rate_callback_turns_bad_notifications_into_events(source):
     assert [hr.bpm for hr in seen] == [74]
 
 
-def test_frame_of_another_type_is_a_malformed_frame_event_not_ecg(source):
-    from edge_sdk.sources.polar.h10 import _Data
+def test_frame_of_another_type_is_a_malformed_frame_event_not_ecg():
+    from edge_sdk.sources.polar.frame_timing import FrameTiming
 
+    events: list = []
+    timing = FrameTiming(130.0, lambda kind, **d: events.append((kind, d)))
     raw = H("00") + struct.pack("<Q", 10 ** 18) + H("01") + H("01 00 00") * 73
-    assert source._on_frame(_Data(raw, 1000.0, 1)) is None
-    ev = source._drain()[-1]
-    assert ev.kind == "malformed_frame" and "frame type 0x01" in ev.detail["error"]
+    assert timing.chunk(raw, 1000.0) is None
+    kind, detail = events[-1]
+    assert kind == "malformed_frame" and "frame type 0x01" in detail["error"]
 
 
 # ----------------------------------------------------------------------------- property-based

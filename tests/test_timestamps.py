@@ -199,25 +199,25 @@ def test_random_streams_with_jumps_lose_no_frame(fs, n, t0, faults):
     assert cm.n_resets == 0  # the continuous axis never looks like a jump to the mapper
 
 
-def test_h10_source_reports_a_clock_step_and_keeps_every_frame():
+def test_h10_frame_timing_reports_a_clock_step_and_keeps_every_frame():
     from edge_sdk.sources.base import EcgChunk
-    from edge_sdk.sources.polar.h10 import PolarH10Source, _Data
+    from edge_sdk.sources.polar.frame_timing import FrameTiming
     from edge_sdk.sources.polar.pmd import encode_ecg_frame
 
-    src = PolarH10Source("00:11:22:33:44:55")
+    events: list = []
+    timing = FrameTiming(130.0, lambda kind, **d: events.append((kind, d)))
     raw, host = stream(60)
     raw[20:] -= 3600.0  # the strap's clock steps back one hour
     chunks = []
     for k, (r, h) in enumerate(zip(raw, host)):
         ts_ns = int(round((r - PMD_EPOCH_OFFSET_S) * 1e9))
-        chunk = src._on_frame(_Data(encode_ecg_frame(ts_ns, np.full(N, k)), float(h), 1))
+        chunk = timing.chunk(encode_ecg_frame(ts_ns, np.full(N, k)), float(h))
         assert isinstance(chunk, EcgChunk)
         chunks.append(chunk)
-    kinds = [e.kind for e in src._drain()]
-    assert kinds == ["clock_jump"]  # no duplicate, no gap
-    jump = [e for e in src.events if e.kind == "clock_jump"][0]
-    assert jump.detail["jump_s"] == pytest.approx(-3600.0, abs=1e-3) and jump.detail["reason"] == "sensor_clock"
+    assert [k for k, _ in events] == ["clock_jump"]  # no duplicate, no gap
+    jump = events[0][1]
+    assert jump["jump_s"] == pytest.approx(-3600.0, abs=1e-3) and jump["reason"] == "sensor_clock"
     t = np.concatenate([c.sensor_time_s for c in chunks])
     assert np.all(np.diff(t) > 0) and all(c.gap_before_s == 0 for c in chunks)
-    assert abs(src.clock_mapper.drift_ppm) < 100
+    assert abs(timing.clock_mapper.drift_ppm) < 100
     np.testing.assert_allclose(np.concatenate([c.host_time_s for c in chunks])[-1], host[-1], atol=0.06)

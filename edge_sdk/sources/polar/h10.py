@@ -6,27 +6,30 @@ Data frames are decoded, placed on the sensor time axis by :class:`~..timestamps
 mapped to host time by :class:`~..timestamps.ClockMapper` and yielded as :class:`~..base.EcgChunk`.
 Link loss triggers reconnection with exponential backoff and jitter; a sensor-initiated stop is
 answered with a new START. Gaps are reported, never bridged.
+
+The parts, each testable alone: :mod:`.connection` (bleak client, MTU, battery), :mod:`.pmd_session`
+(control point commands and responses), :mod:`.frame_timing` (frame bytes -> timed chunks and events),
+:mod:`.reconnect` (backoff policy). :class:`PolarH10Source` wires them into one :class:`~..base.EcgSource`.
 """
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import logging
-import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from ...errors import EdgeSDKError, LinkLostError, MtuTooSmallError, PmdTimeoutError, ReconnectFailedError
-from ..base import EcgChunk, EcgSource, SourceEvent, SourceItem
-from ..timestamps import ClockMapper, FrameTimestamper
-from .pmd import (BATTERY_LEVEL, HR_MEASUREMENT, MIN_MTU, PMD_CONTROL, PMD_DATA, ControlPointAssembler,
-                  ControlResponse, HeartRateMeasurement, MeasurementType, Opcode, PmdError, SensorStopped,
-                  SettingType, Status, get_settings_command, parse_ecg_frame, parse_features,
-                  parse_heart_rate, parse_settings, start_command, stop_command)
+from ...errors import MtuTooSmallError, PmdError, PmdTimeoutError, ReconnectFailedError
+from ..base import EcgSource, SourceEvent, SourceItem
+from .connection import disconnect_quietly, negotiated_mtu, new_client, read_battery_percent
+from .frame_timing import FrameTiming
+from .pmd import (HR_MEASUREMENT, MIN_MTU, PMD_CONTROL, PMD_DATA, HeartRateMeasurement, MeasurementType,
+                  SensorStopped, SettingType, Status, get_settings_command, parse_features, parse_heart_rate,
+                  parse_settings, stop_command)
+from .pmd_session import PmdSession
+from .reconnect import ReconnectPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -95,18 +98,13 @@ class PolarH10Source(EcgSource):
         self.nominal_fs_hz = float(sample_rate)
         self.connect_timeout_s = float(connect_timeout_s)
         self.command_timeout_s = float(command_timeout_s)
-        self.max_reconnects = max_reconnects
-        self.backoff_initial_s = float(backoff_initial_s)
-        self.backoff_max_s = float(backoff_max_s)
+        self.reconnect_policy = ReconnectPolicy(backoff_initial_s, backoff_max_s, max_reconnects, seed)
         self.heart_rate = heart_rate
         self.clock = clock
         self.client_kwargs = client_kwargs
-        self._rng = random.Random(seed)
 
-        self.timestamper = FrameTimestamper(nominal_fs_hz=self.nominal_fs_hz)
-        self.clock_mapper = ClockMapper()
-        #: (host time in Unix s, measurement) of every Heart Rate notification.
-        #: the most recent (host time s, measurement) pairs; bounded (about 1 h at one a second)
+        self.timing = FrameTiming(self.nominal_fs_hz, self._emit)
+        #: the most recent (host time s, measurement) pairs of Heart Rate notifications; bounded (1 h at 1 Hz)
         self.heart_rates: deque[tuple[float, HeartRateMeasurement]] = deque(maxlen=3600)
         self.mtu: int | None = None
         self.features: set[MeasurementType] = set()
@@ -115,15 +113,12 @@ class PolarH10Source(EcgSource):
 
         self._hr_callbacks: list[Callable[[float, HeartRateMeasurement], None]] = []
         self._client: Any = None
+        self._session: PmdSession | None = None
         self._queue: asyncio.Queue = asyncio.Queue()
         self._outbox: list[SourceEvent] = []
-        self._pending: dict[int, asyncio.Future] = {}
-        self._assembler = ControlPointAssembler()
         self._generation = 0
         self._closing = False
         self._ended = False
-        self._segment_break: str | None = None  # "reconnect" / "restart": next frame starts a new segment
-        self._sequence = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -134,7 +129,12 @@ class PolarH10Source(EcgSource):
     @property
     def fs_hz(self) -> float:
         """Current estimate of the sample rate on the sensor clock (Hz)."""
-        return self.timestamper.fs_hz
+        return self.timing.fs_hz
+
+    @property
+    def clock_mapper(self):
+        """Sensor -> host clock mapping (drift in ppm, skew) of this stream."""
+        return self.timing.clock_mapper
 
     async def stream(self) -> AsyncIterator[SourceItem]:
         """Connect, start ECG and yield chunks and events until :meth:`close` (raises on fatal errors)."""
@@ -151,7 +151,7 @@ class PolarH10Source(EcgSource):
                 if getattr(item, "generation", self._generation) != self._generation:
                     continue  # left over from a previous connection
                 if isinstance(item, _Data):
-                    chunk = self._on_frame(item)
+                    chunk = self.timing.chunk(item.payload, item.received_host_s)
                     for ev in self._drain():
                         yield ev
                     if chunk is not None:
@@ -196,42 +196,30 @@ class PolarH10Source(EcgSource):
     # ------------------------------------------------------------------ connection
 
     def _new_client(self) -> Any:
-        from bleak import BleakClient
-
         generation = self._generation
 
         def on_disconnect(_client: Any) -> None:
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(LinkLostError(self.address))
+            if self._session is not None:
+                self._session.link_lost()
             self._queue.put_nowait(_Disconnected(generation))
 
-        return BleakClient(self.address, disconnected_callback=on_disconnect, timeout=self.connect_timeout_s,
-                           backend=self.backend, **self.client_kwargs)
-
-    async def _negotiated_mtu(self, client: Any) -> int:
-        """ATT MTU in bytes. On BlueZ bleak reports 23 unless asked to acquire the real value first."""
-        acquire = getattr(getattr(client, "_backend", None), "_acquire_mtu", None)
-        if callable(acquire):
-            try:
-                await acquire()
-            except Exception as exc:  # noqa: BLE001 - best effort, fall back to the reported value
-                logger.debug("could not acquire the MTU: %s", exc)
-        return int(client.mtu_size)
+        return new_client(self.address, on_disconnect, self.connect_timeout_s, self.backend, **self.client_kwargs)
 
     async def _connect_and_start(self, reconnect: bool) -> None:
         """One full session setup; raises :class:`LinkLostError` if the link drops meanwhile."""
         self._generation += 1
-        self._assembler = ControlPointAssembler()
+        generation = self._generation
         client = self._new_client()
         self._client = client
+        self._session = session = PmdSession(
+            lambda cmd: client.write_gatt_char(PMD_CONTROL, cmd, response=True), self.command_timeout_s,
+            self._emit, lambda message: self._queue.put_nowait(_Stopped(message, generation)), self.address)
         await client.connect()
         try:
-            self.mtu = await self._negotiated_mtu(client)
+            self.mtu = await negotiated_mtu(client)
             if self.mtu < MIN_MTU:
                 raise MtuTooSmallError(self.mtu, MIN_MTU)
-            generation = self._generation
-            await client.start_notify(PMD_CONTROL, lambda _c, data: self._on_control(data, generation))
+            await client.start_notify(PMD_CONTROL, lambda _c, data: session.on_indication(data))
             await client.start_notify(PMD_DATA, lambda _c, data: self._queue.put_nowait(
                 _Data(bytes(data), self.clock(), generation)))
             self.features = parse_features(bytes(await client.read_gatt_char(PMD_CONTROL)))
@@ -240,66 +228,21 @@ class PolarH10Source(EcgSource):
                                f"{sorted(f.name for f in self.features)}): connect to a Polar H10")
             if self.heart_rate:
                 await client.start_notify(HR_MEASUREMENT, lambda _c, data: self._on_heart_rate(data))
-            await self._read_battery(client)
-            response = await self._command(get_settings_command())
-            self._check(response, "GET_SETTINGS")
+            self.battery_percent = await read_battery_percent(client)
+            response = await session.command(get_settings_command())
+            session.check(response, "GET_SETTINGS")
             self.settings = parse_settings(response.params)
             rates = self.settings.get(SettingType.SAMPLE_RATE, [])
             if rates and self.sample_rate not in rates:
                 raise PmdError(f"the sensor offers ECG at {rates} Hz, not {self.sample_rate}: "
                                f"pass sample_rate={rates[0]}", Status.INVALID_SAMPLE_RATE)
-            resolution = (self.settings.get(SettingType.RESOLUTION) or [14])[0]
-            await self._start(resolution)
+            await session.start_ecg(self.sample_rate, (self.settings.get(SettingType.RESOLUTION) or [14])[0])
         except BaseException:
-            await self._disconnect_quietly(client)
+            await disconnect_quietly(client)
             raise
         self._emit("connected", address=self.address, mtu=self.mtu, reconnect=reconnect,
                    battery_percent=self.battery_percent,
                    sample_rates_hz=self.settings.get(SettingType.SAMPLE_RATE, []))
-
-    async def _read_battery(self, client: Any) -> None:
-        try:
-            self.battery_percent = int(bytes(await client.read_gatt_char(BATTERY_LEVEL))[0])
-        except Exception as exc:  # noqa: BLE001 - optional characteristic
-            logger.debug("no battery level: %s", exc)
-
-    async def _start(self, resolution: int = 14) -> None:
-        """Send START; ALREADY_IN_STATE means the sensor is streaming already (event, go on)."""
-        response = await self._command(start_command(MeasurementType.ECG, self.sample_rate, resolution))
-        if response.status == Status.ALREADY_IN_STATE:
-            self._emit("already_streaming", address=self.address)
-            return
-        self._check(response, "START")
-
-    def _check(self, response: ControlResponse, what: str) -> None:
-        if response.status == Status.INVALID_MTU:
-            raise MtuTooSmallError(None, MIN_MTU)
-        if not response.ok:
-            raise PmdError(f"{what} failed with status {response.status.name} ({int(response.status)}); "
-                           "check the sample rate / resolution and that no other app is using the strap",
-                           response.status)
-
-    async def _command(self, command: bytes) -> ControlResponse:
-        """Write ``command`` to the control point and await its (reassembled) response."""
-        op = command[0]
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[op] = fut
-        try:
-            await self._client.write_gatt_char(PMD_CONTROL, command, response=True)
-            return await asyncio.wait_for(fut, self.command_timeout_s)
-        except TimeoutError:
-            raise PmdTimeoutError(f"no response to {Opcode(op).name} within {self.command_timeout_s} s: "
-                                  "control point indications may be off; reconnect or power-cycle the strap "
-                                  "(take it off the chest for a few seconds)") from None
-        finally:
-            if self._pending.get(op) is fut:
-                del self._pending[op]
-
-    async def _disconnect_quietly(self, client: Any) -> None:
-        try:
-            await client.disconnect()
-        except Exception as exc:  # noqa: BLE001 - the link may be gone already
-            logger.debug("disconnect: %s", exc)
 
     async def _shutdown(self) -> None:
         self._closing = True
@@ -312,30 +255,9 @@ class PolarH10Source(EcgSource):
                                        self.command_timeout_s)
             except Exception as exc:  # noqa: BLE001 - STOP is best effort
                 logger.debug("STOP failed: %s", exc)
-        await self._disconnect_quietly(client)
+        await disconnect_quietly(client)
 
     # ------------------------------------------------------------------ callbacks (bleak)
-
-    def _on_control(self, data: bytearray, generation: int) -> None:
-        """bleak callback of the control point: never raises; bad indications become events."""
-        n_abandoned = len(self._assembler.abandoned)
-        try:
-            message = self._assembler.feed(bytes(data))
-        except PmdError as exc:
-            logger.warning("ignoring control point indication: %s", exc)
-            self._emit("malformed_control", error=str(exc), data=bytes(data).hex(" "))
-            message = None
-        for dropped in self._assembler.abandoned[n_abandoned:]:
-            self._emit("abandoned_response", head=dropped.head.hex(" "), params=dropped.params.hex(" "),
-                       reason=dropped.reason)
-        if isinstance(message, SensorStopped):
-            self._queue.put_nowait(_Stopped(message, generation))
-        elif isinstance(message, ControlResponse):
-            fut = self._pending.get(int(message.opcode))
-            if fut is not None and not fut.done():
-                fut.set_result(message)
-            else:
-                logger.debug("unsolicited control response %s", message)
 
     def _on_heart_rate(self, data: bytearray) -> None:
         """bleak callback of the Heart Rate Measurement: never raises on bad bytes (event ``malformed_heart_rate``)."""
@@ -352,74 +274,32 @@ class PolarH10Source(EcgSource):
 
     # ------------------------------------------------------------------ stream handling
 
-    def _on_frame(self, item: _Data) -> EcgChunk | None:
-        try:
-            frame = parse_ecg_frame(item.payload)
-        except PmdError as exc:
-            self._emit("malformed_frame", error=str(exc), length=len(item.payload))
-            return None
-        n = int(frame.samples_uv.shape[0])
-        if n == 0:
-            return None
-        previous_last = self.timestamper.last_time_s
-        if self._segment_break:
-            self.timestamper.reset()  # keeps the tracked period
-        timing = self.timestamper.place(frame.unix_time_s, n)
-        if timing.duplicate:
-            self._emit("duplicate", timestamp_ns=frame.timestamp_ns, samples=n)
-            return None
-        if timing.clock_jump_s:  # sensor clock stepped or a wild stamp: placed without a gap, axis re-anchored
-            self._emit("clock_jump", jump_s=timing.clock_jump_s, reason=self._segment_break or "sensor_clock",
-                       timestamp_ns=frame.timestamp_ns)
-        gap, reason = float(timing.gap_before_s), "lost_frames"
-        if self._segment_break:
-            if previous_last is not None:
-                step = float(timing.times_s[0]) - previous_last - timing.period_s
-                if step < -0.5 * timing.period_s:  # e.g. the strap was power-cycled and its clock reset
-                    self._emit("clock_jump", jump_s=step, reason=self._segment_break)
-                gap = step if step > 0.5 * timing.period_s else 0.0
-                reason = self._segment_break
-            self._segment_break = None
-        if gap > 0:
-            self._emit("gap", gap_s=gap, samples=int(round(gap / timing.period_s)), reason=reason,
-                       before_sensor_time_s=float(timing.times_s[0]))
-        self.clock_mapper.observe(float(timing.times_s[-1]), item.received_host_s)
-        self._sequence += 1
-        return EcgChunk(samples_uv=frame.samples_uv.astype(np.float64), sensor_time_s=timing.times_s,
-                        host_time_s=self.clock_mapper.to_host(timing.times_s), received_host_s=item.received_host_s,
-                        fs_hz=self.timestamper.fs_hz, gap_before_s=gap, sequence=self._sequence)
-
     async def _restart(self, message: SensorStopped) -> None:
         self._emit("sensor_stopped", measurement_types=message.mtypes)
         if MeasurementType.ECG not in message.mtypes:
             return
         resolution = (self.settings.get(SettingType.RESOLUTION) or [14])[0]
         try:
-            await self._start(resolution)
+            await self._session.start_ecg(self.sample_rate, resolution)
         except PmdError:
             raise
         except Exception:  # noqa: BLE001 - LinkLostError or the backend's error for a dropped link
             if self._client is not None and self._client.is_connected:
                 raise
             return  # the link dropped: its disconnection is queued and handled next
-        self._segment_break = "restart"
+        self.timing.break_segment("restart")
         self._emit("restarted", address=self.address)
-
-    def _backoff_s(self, attempt: int) -> float:
-        """Delay (s) before reconnection attempt ``attempt`` (0-based): exponential, capped, jittered."""
-        d = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** attempt)
-        return d / 2 + self._rng.uniform(0.0, d / 2)
 
     async def _reconnect(self) -> AsyncIterator[SourceEvent]:
         """Reconnect with backoff, yielding events as they happen; raises :class:`ReconnectFailedError`
         when attempts run out."""
         old, self._client = self._client, None
         if old is not None:
-            await self._disconnect_quietly(old)
+            await disconnect_quietly(old)
         attempt = 0
         last_error: BaseException | None = None
-        while self.max_reconnects is None or attempt < self.max_reconnects:
-            delay = self._backoff_s(attempt)
+        while self.reconnect_policy.may_try(attempt):
+            delay = self.reconnect_policy.delay_s(attempt)
             self._emit("reconnecting", attempt=attempt + 1, delay_s=delay,
                        error=None if last_error is None else repr(last_error))
             for ev in self._drain():
@@ -428,7 +308,7 @@ class PolarH10Source(EcgSource):
             if self._closing:
                 return
             try:
-                self._segment_break = "reconnect"
+                self.timing.break_segment("reconnect")
                 await self._connect_and_start(reconnect=True)
             except PmdError as exc:
                 if not isinstance(exc, PmdTimeoutError):
