@@ -31,7 +31,7 @@ from .metrics import evaluate_by_name, flat_metrics
 from .net1d import ECGFOUNDER_1LEAD, Net1DConfig
 from .student import EdgeStudent, StudentConfig, count_macs, count_params
 from .trainer import TrainConfig, class_balancing_weights, distributed_context, fit, pick_device
-from .windows_dataset import WindowDataset, predict
+from .torch_dataset import WindowDataset, predict
 
 
 @dataclass

@@ -21,7 +21,7 @@ from .labels import hard_targets
 from .metrics import evaluate_by_name, flat_metrics
 from .net1d import Net1D, Net1DConfig
 from .trainer import TrainConfig, class_balancing_weights, fit
-from .windows_dataset import WindowDataset, predict
+from .torch_dataset import WindowDataset, predict
 from edge_sdk.labels import LabelTable
 from edge_sdk.outputs import check_new_file
 

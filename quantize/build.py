@@ -20,7 +20,7 @@ from distill.data import WindowSet
 from distill.distiller import Teacher
 from distill.labels import checkpoint_label_table
 from distill.student import count_macs, count_params
-from distill.windows_dataset import predict
+from distill.torch_dataset import predict
 from edge_sdk.bundle import CARD_FORMAT, CARD_SCHEMA_VERSION, CARD_VERSION, sha256_of, write_card
 from edge_sdk.inference.onnx_backend import OnnxBackend
 from edge_sdk.labels import LabelTable

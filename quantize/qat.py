@@ -103,7 +103,7 @@ def qat_finetune(student_path: str | Path, out: str | Path, x: np.ndarray, y: np
     activation = table.activation
     targets = "teacher"
     if teacher_logits is None:
-        from distill.windows_dataset import predict
+        from distill.torch_dataset import predict
 
         teacher_logits, targets = predict(student, x), "student (float, before QAT)"
     if teacher_logits.shape != (len(x), len(table)):

@@ -1,4 +1,4 @@
-"""torch views of :class:`distill.data.WindowSet` and batched inference over windows."""
+"""torch side of the window sets of :mod:`distill.data`: a ``Dataset`` view for training and batched inference."""
 from __future__ import annotations
 
 import numpy as np
