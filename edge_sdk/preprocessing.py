@@ -263,18 +263,3 @@ def preprocess_record(x: np.ndarray, fs_in: float, config: PreprocessingConfig =
                       dtype: type = np.float32) -> np.ndarray:
     """Resample a whole record to ``config.fs_hz`` then filter and z-score it as one piece (official order)."""
     return preprocess_window(resample_linear(x, fs_in, config.fs_hz), config, dtype)
-
-
-def split_windows(x: np.ndarray, window_samples: int = WINDOW_SAMPLES, hop_samples: int | None = None) -> np.ndarray:
-    """Cut ``x`` (n,) into ``(n_windows, window_samples)`` windows every ``hop_samples`` (default: no overlap).
-
-    Raises :class:`SignalError` if ``x`` is shorter than one window.
-    """
-    arr = check_signal(x, min_samples=window_samples, name="record")
-    if arr.ndim != 1:
-        raise SignalError(f"split_windows takes one lead of shape (n,), got {arr.shape}")
-    hop = hop_samples or window_samples
-    if hop <= 0:
-        raise SignalError(f"hop must be positive, got {hop}")
-    starts = range(0, arr.shape[0] - window_samples + 1, hop)
-    return np.stack([arr[s:s + window_samples] for s in starts])

@@ -16,7 +16,8 @@ import pytest
 from scipy.signal import butter, filtfilt, iirnotch, medfilt
 
 from edge_sdk.inference import open_backend
-from edge_sdk.preprocessing import preprocess_window, preprocess_windows, resample_uniform, split_windows
+from edge_sdk.preprocessing import preprocess_window, preprocess_windows, resample_uniform
+from edge_sdk.windowing import split_windows
 from edge_sdk.signal import StreamingResampler
 
 SENSOR_FS_HZ = 130.0  # a wearable's ECG rate that is not a divisor of 500 Hz
