@@ -60,7 +60,7 @@ def port(raw, fs_in, spec, broken=None):
     out["resampled_500hz"] = resample(raw, fs_in, spec["resample"]["fs_out_hz"])
     w = out["resampled_500hz"][:spec["window"]["samples"]]
     out["notch_500hz"] = filtfilt(spec["notch"]["b"], spec["notch"]["a"], spec["notch"]["zi"], w)
-    if broken == "notch_500hz":  # a port that forgot the odd extension's sign: filters a shifted window
+    if broken == "notch_500hz":  # a deliberately broken port: 1 µV of slow sine added after the notch
         out["notch_500hz"] = out["notch_500hz"] + 1e-3 * np.sin(np.arange(len(w)) / 50.0)
     out["bandpass_500hz"] = filtfilt(spec["bandpass"]["b"], spec["bandpass"]["a"], spec["bandpass"]["zi"],
                                      out["notch_500hz"])

@@ -27,7 +27,7 @@ def test_committed_bundle_card_is_complete(bundle_dir):
     assert {d["threshold_source"] for d in card["labels"]} == {"validation"}
     assert card["threshold_rule"]["data"].startswith("Challenge 2017, val split")
     assert card["sample_rate_hz"] == 500 and card["window_samples"] == 5000
-    assert {"student_fp32.onnx", "student_int8.onnx", "student_int8.tflite"} == set(card["files"])  # app-sized
+    assert {"student_fp32.onnx", "student_int8.onnx", "student_int8.tflite", "student_int8.ort"} == set(card["files"])
     assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in card["files"].values())
     assert card["student"]["params"] <= 300_000 and card["student"]["macs_per_window"] <= 20_000_000
     assert card["teacher"]["checkpoint_sha256"] and card["teacher"]["width"] == "reduced"
