@@ -74,7 +74,7 @@ def test_card_carries_the_label_table_and_only_app_files(pipeline):
     assert by["ATRIAL FIBRILLATION"]["threshold_source"] == "validation"
     assert by["SINUS RHYTHM"]["threshold_source"] == "default" and by["SINUS RHYTHM"]["threshold"] == 0.5
     assert "SINUS RHYTHM" in card["threshold_rule"]["not_chosen"]
-    assert set(card["files"]) == {"student_fp32.onnx", "student_int8.onnx"}
+    assert set(card["files"]) == {"student_fp32.onnx", "student_int8.onnx", "student_int8.ort"}  # .ort: ORT Mobile
     assert sum(f["bytes"] for f in card["files"].values()) < 3_000_000
     assert card["teacher"]["n_outputs"] == 150 and card["teacher"]["config"]["filter_list"][0] == 16
     assert card["teacher"]["width"] == "reduced" and card["teacher"]["checkpoint_sha256"]
