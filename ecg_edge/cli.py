@@ -190,7 +190,8 @@ def _add_quantize(sub) -> None:
                    help="teacher for QAT targets and comparison figures (default: the one recorded in the student, "
                         "if found)")
     p.add_argument("--teacher-config", default=None, help="JSON Net1D config of an official-format teacher")
-    p.add_argument("--teacher-labels", default=None, help="output names of a teacher that stores none")
+    p.add_argument("--teacher-labels", default=None,
+                   help="output names of a teacher that stores none (\"A,B,...\" or @file, output order)")
     p.add_argument("--include-teacher", action="store_true", default=None,
                    help="also put the teacher's fp32/int8 ONNX files in the bundle (large; for comparisons only)")
     p.add_argument("--out", default=None, help="bundle folder (default: runs/quantize-<time>/bundle)")
@@ -221,6 +222,7 @@ def _run_quantize(a) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
+    from edge_sdk.labels import parse_label_list
     from quantize.build import print_report
     from quantize.recipe import QuantizeRecipe, run_recipe
 
@@ -229,7 +231,7 @@ def _run_quantize(a) -> int:
     if isinstance(tcfg, dict) and "config" in tcfg:
         tcfg = tcfg["config"]
     overrides = dict(student=a.student, teacher=a.teacher, teacher_config=tcfg,
-                     teacher_labels=a.teacher_labels.split(",") if a.teacher_labels else None,
+                     teacher_labels=parse_label_list(a.teacher_labels) if a.teacher_labels else None,
                      out=a.out, qat_out=a.qat_out, calibration_windows=a.calibration_windows,
                      calibration_method=a.calibration_method, qat_epochs=a.qat_epochs,
                      qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
