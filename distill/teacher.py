@@ -31,11 +31,12 @@ REFERENCE_LABELS = LabelTable.from_names(["NORMAL SINUS RHYTHM", "ATRIAL FIBRILL
                                          "softmax")
 
 #: Reduced-width Net1D used on CPU: the widths of the official reduced reference (16..128 filters, same
-#: block counts, grouped convs, SE), with BatchNorm on (helps training from scratch), 4 outputs.
+#: block counts, grouped convs, SE), with BatchNorm on (helps training from scratch), the reference outputs.
 REDUCED_TEACHER = Net1DConfig(base_filters=16, filter_list=(16, 32, 32, 64, 64, 128, 128),
-                              m_blocks_list=(2, 2, 2, 3, 3, 4, 4), use_bn=True, n_classes=4)
-#: Full ECGFounder width with the 4-class head (for GPU runs).
-FULL_TEACHER = Net1DConfig(use_bn=True, n_classes=4)
+                              m_blocks_list=(2, 2, 2, 3, 3, 4, 4), use_bn=True,
+                              n_classes=len(REFERENCE_LABELS))
+#: Full ECGFounder width with the reference head (one output per REFERENCE_LABELS entry; for GPU runs).
+FULL_TEACHER = Net1DConfig(use_bn=True, n_classes=len(REFERENCE_LABELS))
 
 
 def train_reference_teacher(out: str | Path, config: Net1DConfig = REDUCED_TEACHER,

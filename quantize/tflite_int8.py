@@ -1,7 +1,7 @@
 """Full-integer TFLite student: a Keras mirror of :class:`distill.student.EdgeStudent` with BatchNorm folded,
 converted with TensorFlow's TFLiteConverter and a representative data set of real windows.
 
-TensorFlow is needed only here, at build time (the ``[tflite]`` extra); devices run the ``.tflite`` file with
+TensorFlow is needed only here, at build time (the ``[train]`` extra); devices run the ``.tflite`` file with
 ``ai-edge-litert``.
 """
 from __future__ import annotations
@@ -13,21 +13,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_sdk.preprocessing import WINDOW_SAMPLES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _fold(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
-    """Conv (no bias) + BN -> Keras Conv1D kernel (k, in, out) and bias (out,)."""
-    w = conv.weight.detach().double().numpy()
-    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
-    bias = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
-    w = w * scale[:, None, None]
-    if conv.bias is not None:
-        bias = bias + conv.bias.detach().double().numpy() * scale
-    return w.transpose(2, 1, 0).astype(np.float32), bias.astype(np.float32)
+    """Conv + BN (eval statistics) -> Keras Conv1D kernel (k, in, out) and bias (out,), folded by torch's own
+    ``fuse_conv_bn_weights`` (in float64, then float32)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    d = torch.float64
+    w, b = fuse_conv_bn_weights(conv.weight.detach().to(d), None if conv.bias is None else conv.bias.detach().to(d),
+                                bn.running_mean.to(d), bn.running_var.to(d), bn.eps, bn.weight.detach().to(d),
+                                bn.bias.detach().to(d))
+    return (w.detach().numpy().transpose(2, 1, 0).astype(np.float32), b.detach().numpy().astype(np.float32))
 
 
-def keras_student(student: nn.Module, activation: str, window_samples: int = 5000):
+def keras_student(student: nn.Module, activation: str, window_samples: int = WINDOW_SAMPLES):
     """Build the Keras mirror; input (1, window_samples, 1) channels-last, output probabilities (1, C)."""
     import tensorflow as tf
     from distill.student import ConvBNReLU, ResidualConv
@@ -64,7 +67,7 @@ def keras_student(student: nn.Module, activation: str, window_samples: int = 500
 
 
 def convert_tflite_int8(student: nn.Module, activation: str, path: str | Path, calibration_windows: np.ndarray,
-                        window_samples: int = 5000) -> dict:
+                        window_samples: int = WINDOW_SAMPLES) -> dict:
     """Write a full-integer (int8 in, int8 out, int8 ops) TFLite model; return its quantization parameters."""
     import tensorflow as tf
 
