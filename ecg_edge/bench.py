@@ -151,7 +151,7 @@ def streaming_figures(bundle_dir: str, records: list[str], seconds: float, runti
 def emulated_streams(bundle_dir: str, count: int, seconds: float, record: str = "201") -> dict:
     """``count`` emulated Polar H10s (each its own bumble link, peripheral and bleak client) streaming at real
     time into their own EcgStream, all in this process: CPU use and whether every stream keeps up."""
-    from .streaming import open_source, stream_predictions
+    from .stream_command import open_source, stream_predictions
 
     async def one():
         async with open_source(None, True, None, record, 1.0, duration=seconds) as src:

@@ -280,7 +280,7 @@ def _add_stream(sub) -> None:
 
 
 def _run_stream(a) -> int:
-    from .streaming import run_stream
+    from .stream_command import run_stream
 
     if not (a.address or a.emulate or a.replay):
         raise SystemExit("ecg-edge stream: give a device ADDRESS, --emulate or --replay FILE (see --help)")

@@ -10,7 +10,7 @@ from edge_sdk.bundle import load_bundle
 from edge_sdk.errors import BundleError
 from edge_sdk.outputs import new_run_dir
 
-from .streaming import open_source, stream_predictions
+from .stream_command import open_source, stream_predictions
 
 #: The recipe of the committed bundle (paths relative to the file); the demo rebuilds a missing bundle with it.
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "default_bundle.json"
