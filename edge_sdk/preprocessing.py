@@ -2,7 +2,9 @@
 
 It reproduces ECGFounder's official chain on a single-lead signal:
 
-1. :func:`resample_linear` - any input rate to 500 Hz by linear interpolation (official ``resample_unequal``),
+1. :func:`resample` - any input rate to 500 Hz by linear interpolation; ``method`` (the card's
+   ``resampling``) picks the exact k/500 s grid that streams use (default) or the official stretched grid
+   (``resample_unequal``),
 2. :func:`bandpass_filter` - 50 Hz notch (Q=30), 4th-order Butterworth band-pass 0.67-40 Hz, both
    zero-phase (``filtfilt``), minus a 0.4 s (+1 sample) median baseline (official ``filter_bandpass``),
 3. :func:`zscore` - ``(x - mean) / (std + 1e-8)`` per window.
@@ -118,6 +120,23 @@ def resample_uniform(x: np.ndarray, fs_in: float, fs_out: float = MODEL_FS_HZ) -
     t_in = np.arange(arr.shape[0]) / fs_in
     n_out = int(np.floor(t_in[-1] * fs_out + 1e-9)) + 1
     return np.interp(np.arange(n_out) / fs_out, t_in, arr)
+
+
+#: Resampling methods by the name a card's ``preprocessing.resampling`` gives.
+RESAMPLING_METHODS = {"uniform-linear": resample_uniform, "official-stretched": resample_linear}
+
+
+def resample(x: np.ndarray, fs_in: float, fs_out: float = MODEL_FS_HZ, method: str = "uniform-linear") -> np.ndarray:
+    """Resample ``x`` from ``fs_in`` to ``fs_out`` Hz with ``method`` (a card's ``preprocessing.resampling``):
+
+    * ``"uniform-linear"`` (:func:`resample_uniform`): linear interpolation onto the exact grid ``k / fs_out``
+      from the first sample; what streams do, so training and streaming windows are equal (default);
+    * ``"official-stretched"`` (:func:`resample_linear`): ECGFounder's ``resample_unequal``, a grid stretched
+      to end on the last input sample (whole records only).
+    """
+    if method not in RESAMPLING_METHODS:
+        raise SignalError(f"unknown resampling method {method!r}; use one of {sorted(RESAMPLING_METHODS)}")
+    return RESAMPLING_METHODS[method](x, fs_in, fs_out)
 
 
 @dataclass(frozen=True, eq=False)

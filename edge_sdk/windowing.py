@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import SignalError
-from .preprocessing import (DEFAULT_CONFIG, WINDOW_SAMPLES, PreprocessingConfig, check_signal, preprocess_window,
-                            resample_uniform)
+from .preprocessing import DEFAULT_CONFIG, WINDOW_SAMPLES, PreprocessingConfig, check_signal, preprocess_window, resample
 
 def split_windows(x: np.ndarray, window_samples: int = WINDOW_SAMPLES, hop_samples: int | None = None) -> np.ndarray:
     """Cut ``x`` (n,) into ``(n_windows, window_samples)`` windows every ``hop_samples`` (default: no overlap).
@@ -28,14 +27,15 @@ def split_windows(x: np.ndarray, window_samples: int = WINDOW_SAMPLES, hop_sampl
 
 def record_windows(signal_mv: np.ndarray, fs_hz: float, hop_s: float = 5.0,
                    config: PreprocessingConfig = DEFAULT_CONFIG, pad_short: bool = True) -> np.ndarray:
-    """Resample a record to the model rate (:func:`resample_uniform`, as a stream does), cut windows every
+    """Resample a record to the model rate (:func:`~edge_sdk.preprocessing.resample` with the config's method,
+    by default the exact grid a stream uses), cut windows every
     ``hop_s`` seconds, preprocess each window with :func:`preprocess_window`.
 
     Returns float32 ``(n_windows, window_samples)``. A record shorter than one window gives one window,
     preprocessed at its own length and zero-padded at the end (zero is the z-scored mean), when
     ``pad_short``; otherwise :class:`~edge_sdk.errors.SignalError` is raised.
     """
-    x = resample_uniform(check_signal(signal_mv, 2), fs_hz, config.fs_hz)
+    x = resample(check_signal(signal_mv, 2), fs_hz, config.fs_hz, config.resampling)
     w = config.window_samples
     if x.shape[-1] < w:
         if not pad_short:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from edge_sdk import SignalError, bandpass_filter, preprocess_window, resample_linear, split_windows, zscore
+from edge_sdk import SignalError, bandpass_filter, preprocess_window, split_windows, zscore
+from edge_sdk.preprocessing import resample_linear
 from edge_sdk.preprocessing import preprocess_record
 
 

@@ -133,3 +133,24 @@ def test_checkpoints_with_nan_weights_or_bad_config_are_named_errors(tmp_path, m
         load_model(tmp_path / "cfg.pth")
     with pytest.raises(CheckpointError, match="not usable"):
         load_net1d(models_dir / "reference_teacher.pth", {"filter_list": "x"})
+
+
+def test_the_cards_resampling_method_is_read(long_record, bundle_dir, tmp_path):
+    import json
+    import shutil
+
+    from edge_sdk.errors import BundleError
+    from edge_sdk.preprocessing import resample, resample_linear, resample_uniform
+
+    x = long_record.signal_mv[:3600]
+    assert np.array_equal(resample(x, 360, 500), resample_uniform(x, 360, 500))
+    assert np.array_equal(resample(x, 360, 500, "official-stretched"), resample_linear(x, 360, 500))
+    with pytest.raises(SignalError, match="unknown resampling method"):
+        resample(x, 360, 500, "cubic")
+    b = tmp_path / "b"
+    shutil.copytree(bundle_dir, b)
+    card = json.loads((b / "model_card.json").read_text())
+    card["preprocessing"]["resampling"] = "official-stretched"
+    (b / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="uniform-linear"):
+        EcgStream(ReplaySource(long_record, speed=0), b)

@@ -25,7 +25,7 @@ from typing import AsyncIterator, Callable
 import numpy as np
 
 from ..bundle import ModelBundle, load_bundle
-from ..errors import SignalError
+from ..errors import BundleError, SignalError
 from ..inference import Backend, open_backend
 from ..preprocessing import preprocess_window
 from ..signal import StreamingResampler, assess_quality
@@ -108,6 +108,9 @@ class EcgStream:
                               "needs at least twice its upper edge; check the rate given for the record")
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
             raise SignalError(f"max_queue must be a positive int (windows), got {max_queue!r}")
+        if self.config.resampling != "uniform-linear":
+            raise BundleError(f"the bundle's preprocessing uses resampling {self.config.resampling!r}; streams "
+                              "resample onto the exact grid ('uniform-linear') only - rebuild the bundle with it")
         self.resampler = StreamingResampler(self.config.fs_hz)
         self.windower = Windower(self.config.window_samples, int(round(hop * self.config.fs_hz)))
         self.latency = LatencyStats()
