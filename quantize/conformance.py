@@ -151,6 +151,15 @@ def _raw_samples(fs_in: float, config: PreprocessingConfig) -> int:
     return int(math.ceil(config.window_seconds * fs_in)) + 1
 
 
+def conformance_data_available() -> bool:
+    """Whether the records the vectors come from (Challenge 2017 and MIT-BIH in ``shared/``) are here."""
+    from edge_sdk.paths import shared_dir
+
+    root = shared_dir(required=False)
+    return root is not None and (root / "data" / "cinc2017" / "REFERENCE-v3.csv").is_file() \
+        and (root / "data" / "mitdb" / "RECORDS").is_file()
+
+
 def select_sources(config: PreprocessingConfig, held_out: list[str] | None = None, candidates: int = 1) -> list[dict]:
     """The raw segments: the first ``candidates`` test-split Challenge 2017 records of each class (held out
     from training, calibration and thresholds), window 0; and MIT-BIH 201 (atrial fibrillation) at 130 Hz

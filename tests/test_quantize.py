@@ -95,3 +95,17 @@ def test_tampered_bundles_fail_clearly(tmp_path, bundle_dir):
     (bad / "model_card.json").unlink()
     with pytest.raises(BundleError, match="ecg-edge quantize"):
         load_bundle(bad)
+
+
+def test_bundle_builds_without_the_vectors_data_and_says_so(tmp_path, models_dir, test_windows, monkeypatch, capsys):
+    import quantize.build as qb
+
+    monkeypatch.setattr(qb, "conformance_data_available", lambda: False)  # a user's machine without shared/
+    calib = test_windows.x[:32].astype(np.float32)
+    card = build_bundle(models_dir / "student.pth", tmp_path / "b", calib, test_windows, None, None, tflite=False)
+    assert "conformance" not in card and "conformance vectors skipped" in capsys.readouterr().out
+    assert load_bundle(tmp_path / "b").labels == card_labels(card)
+
+
+def card_labels(card):
+    return [d["name"] for d in card["labels"]]
