@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edge_sdk.bundle import sha256_of
 from edge_sdk.labels import LabelTable
 
 from .errors import CheckpointError
@@ -90,6 +91,33 @@ def load_net1d(path: str | Path, config: Net1DConfig | dict | None = None) -> tu
                               "pass the config the checkpoint was trained with (--teacher-config JSON)") from e
     model.eval()
     return model, ckpt
+
+
+def read_net1d_config(path: str | Path) -> dict:
+    """A Net1D config from a JSON file: the config object itself or ``{"config": {...}}`` (as the official
+    ``net1d_small_config.json``). :class:`CheckpointError` when it is not a readable JSON object."""
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"Net1D config {path}: not a readable JSON file ({e})") from e
+    if isinstance(cfg, dict) and "config" in cfg:
+        cfg = cfg["config"]
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"Net1D config {path} holds a {type(cfg).__name__}, expected a JSON object")
+    return cfg
+
+
+def find_recorded_checkpoint(recorded: list[str | None], sha256: str | None,
+                             search_dirs: list[Path]) -> Path | None:
+    """The checkpoint a student or card recorded by path/name, if it is found as given or under one of
+    ``search_dirs`` with the recorded ``sha256`` (any file of that name when none was recorded)."""
+    for name in recorded:
+        if not name:
+            continue
+        for cand in [Path(name), *(d / Path(name).name for d in search_dirs)]:
+            if cand.is_file() and (sha256 is None or sha256_of(cand) == sha256):
+                return cand
+    return None
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -27,7 +27,7 @@ from edge_sdk.outputs import check_new_file
 from .checkpoint import load_net1d, save_checkpoint
 from .data import WindowSet, save_npz_atomic
 from .labels import checkpoint_label_table, hard_targets
-from .metrics import evaluate_by_name, flat_metrics
+from .metrics import evaluate_by_name, flat_metrics, record_classes, scorable_outputs
 from .net1d import ECGFOUNDER_1LEAD, Net1DConfig
 from .student import EdgeStudent, StudentConfig, count_macs, count_params
 from .trainer import TrainConfig, class_balancing_weights, distributed_context, fit, pick_device
@@ -189,8 +189,8 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
                                                       sup.to(logits.device) if sup is not None else None)
         return loss + cfg.hint_weight * hint
 
-    scored = val is not None and v_logits is not None and val.labeled and bool(evaluate_by_name(
-        v_logits, student_labels.names, val.record_idx, val.y, val.classes, val.label_map)["auroc"])
+    scored = v_logits is not None and val.labeled and bool(scorable_outputs(
+        student_labels.names, val.classes, val.label_map, record_classes(val.y, val.record_idx, len(val.records)))[0])
 
     def eval_fn(m):
         if v_logits is None:
@@ -201,7 +201,7 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
             agree = -float(kd_loss(torch.from_numpy(s_logits), torch.from_numpy(v_logits), cfg.temperature, activation))
         out = {"val_agreement": agree}
         if scored:
-            probs = _activate(s_logits, activation)
+            probs = activate(s_logits, activation)
             out.update(flat_metrics(evaluate_by_name(probs, student_labels.names, val.record_idx, val.y, val.classes,
                                                      val.label_map, activation), "val_"))
         return out
@@ -227,7 +227,8 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     return result
 
 
-def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
+def activate(logits: np.ndarray, activation: str) -> np.ndarray:
+    """Logits (n, C) -> probabilities: softmax over outputs or an independent sigmoid per output."""
     t = torch.from_numpy(np.asarray(logits, np.float32))
     return (torch.softmax(t, 1) if activation == "softmax" else torch.sigmoid(t)).numpy()
 

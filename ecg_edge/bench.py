@@ -54,7 +54,7 @@ def _open_predict(key: str, bundle_dir: Path, teacher_ckpt: Path, threads: int):
     if key == "teacher_torch_fp32":
         import torch
 
-        from distill.distiller import load_teacher
+        from distill.distiller import activate, load_teacher
         from edge_sdk.bundle import load_bundle
 
         torch.set_num_threads(threads)
@@ -63,13 +63,12 @@ def _open_predict(key: str, bundle_dir: Path, teacher_ckpt: Path, threads: int):
         cfg = ident.get("config") if isinstance(ident.get("config"), dict) else None
         teacher = load_teacher(teacher_ckpt, cfg)
         model, sel = teacher.model, torch.tensor(teacher.labels.indices([d["name"] for d in card["labels"]]))
-        act = torch.softmax if teacher.labels.activation == "softmax" else (lambda t, dim: torch.sigmoid(t))
         size = sum(p.numel() * 4 for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers())
 
         def predict(x):
             with torch.inference_mode():
                 logits = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]).index_select(1, sel)
-                return act(logits, 1).numpy()
+            return activate(logits.numpy(), teacher.labels.activation)
         return predict, size
     from edge_sdk.bundle import load_bundle
     from edge_sdk.inference import open_backend
@@ -192,18 +191,17 @@ def emulated_streams(bundle_dir: str, count: int, seconds: float, record: str = 
 def find_teacher(bundle_dir: str | Path, teacher_ckpt: str | Path | None) -> tuple[Path | None, str]:
     """The teacher checkpoint to time: ``teacher_ckpt``, else the one the card names when found with the
     card's sha256 (in the working directory or ``models/``); ``(None, why)`` otherwise."""
-    from edge_sdk.bundle import load_bundle, sha256_of
+    from distill.checkpoint import find_recorded_checkpoint
+    from edge_sdk.bundle import load_bundle
 
     if teacher_ckpt:
         return Path(teacher_ckpt), "given"
     t = load_bundle(bundle_dir).card["teacher"]
     ident = t.get("identity") or {}
-    want = t.get("checkpoint_sha256") or ident.get("sha256")
     names = [n for n in (ident.get("path"), t.get("checkpoint"), ident.get("name")) if n]
-    for n in names:
-        for cand in (Path(n), Path("models") / Path(n).name):
-            if cand.is_file() and (want is None or sha256_of(cand) == want):
-                return cand, "named in the model card"
+    found = find_recorded_checkpoint(names, t.get("checkpoint_sha256") or ident.get("sha256"), [Path("models")])
+    if found is not None:
+        return found, "named in the model card"
     return None, f"the card's teacher {names[:1] or '(none)'} was not found; pass --teacher to time it"
 
 

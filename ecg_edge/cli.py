@@ -126,10 +126,10 @@ def _add_distill(sub) -> None:
 
 
 def _run_distill(a) -> int:
-    import json
     import os
     from pathlib import Path
 
+    from distill.checkpoint import read_net1d_config
     from distill.data import cache_dir, load_split
     from distill.distiller import DistillConfig, distill, load_teacher, select_student_labels
     from distill.trainer import TrainConfig
@@ -144,14 +144,7 @@ def _run_distill(a) -> int:
             int(os.environ.get("WORLD_SIZE", "1")) > 1 else new_run_dir("distill") / "student.pth"
     if not a.resume:
         check_new_file(out, a.force, "student checkpoint")
-    tcfg = None
-    if a.teacher_config:
-        try:
-            tcfg = json.loads(Path(a.teacher_config).read_text())
-        except (OSError, ValueError) as e:
-            raise EdgeSDKError(f"--teacher-config {a.teacher_config}: not a readable JSON file ({e})") from e
-        if isinstance(tcfg, dict) and "config" in tcfg:
-            tcfg = tcfg["config"]
+    tcfg = read_net1d_config(a.teacher_config) if a.teacher_config else None
     # check the teacher and the label choice before any data is read
     teacher = load_teacher(a.teacher, tcfg, a.teacher_labels)
     student_labels, _ = select_student_labels(teacher.labels, a.labels)
@@ -218,18 +211,15 @@ def _add_quantize(sub) -> None:
 
 
 def _run_quantize(a) -> int:
-    import json
     from dataclasses import asdict
-    from pathlib import Path
 
+    from distill.checkpoint import read_net1d_config
     from edge_sdk.labels import parse_label_list
     from quantize.build import print_report
     from quantize.recipe import QuantizeRecipe, run_recipe
 
     data = {k: v for k, v in asdict(_data_spec(a)).items() if v is not None}
-    tcfg = json.loads(Path(a.teacher_config).read_text()) if a.teacher_config else None
-    if isinstance(tcfg, dict) and "config" in tcfg:
-        tcfg = tcfg["config"]
+    tcfg = read_net1d_config(a.teacher_config) if a.teacher_config else None
     overrides = dict(student=a.student, teacher=a.teacher, teacher_config=tcfg,
                      teacher_labels=parse_label_list(a.teacher_labels) if a.teacher_labels else None,
                      out=a.out, qat_out=a.qat_out, calibration_windows=a.calibration_windows,

@@ -17,7 +17,7 @@ from torch import nn
 
 from distill.checkpoint import load_model
 from distill.data import WindowSet
-from distill.distiller import Teacher
+from distill.distiller import Teacher, activate
 from distill.labels import checkpoint_label_table
 from distill.student import count_macs, count_params
 from distill.torch_dataset import predict
@@ -55,16 +55,11 @@ class SelectOutputs(nn.Module):
         return self.model(x).index_select(1, self.indices)
 
 
-def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
-    t = torch.from_numpy(np.asarray(logits, np.float32))
-    return (torch.softmax(t, 1) if activation == "softmax" else torch.sigmoid(t)).numpy()
-
-
 def teacher_probabilities(teacher: Teacher, names: list[str], x: np.ndarray) -> np.ndarray:
     """Teacher probabilities (torch, fp32) of the outputs ``names`` on windows ``x`` (n, 5000)."""
     sel = teacher.labels.indices(names)
     logits = predict(teacher.model, x, desc="teacher on held-out windows")[:, sel]
-    return _activate(logits, teacher.labels.activation)
+    return activate(logits, teacher.labels.activation)
 
 
 def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.ndarray, test: WindowSet,
@@ -91,7 +86,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     student, s_ckpt = load_model(student_path)
     meta = s_ckpt.get("meta") or {}
     table = checkpoint_label_table(s_ckpt, student.head.out_features, where=f"student {Path(student_path).name}")
-    names, activation = table.names, table.activation
+    names = table.names
     if teacher is not None:
         teacher.labels.indices(names)  # every student label must be a teacher output (LabelError otherwise)
     if len(test) == 0:
@@ -139,7 +134,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
 
     _log(f"fidelity on {len(test)} held-out windows")
     with torch.no_grad():
-        torch_fp32 = _activate(student(torch.from_numpy(x_test[:512])[:, None]).numpy(), activation)
+        torch_fp32 = activate(student(torch.from_numpy(x_test[:512])[:, None]).numpy(), activation)
     s_int8_backend = OnnxBackend(out / "student_int8.onnx", threads=2)
     s_fp32 = _probs(OnnxBackend(out / "student_fp32.onnx", threads=2), x_test)
     s_int8 = _probs(s_int8_backend, x_test)
@@ -195,7 +190,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
             fidelity["teacher_onnx_int8_vs_fp32"] = compare(t_probs, t_int8, names, test, activation)
 
     v_probs = _probs(s_int8_backend, val.x.astype(np.float32)) if val is not None and val.labeled else None
-    chosen, rule = choose_thresholds(v_probs, names, val) if v_probs is not None else choose_thresholds(None, names, None)
+    chosen, rule = choose_thresholds(v_probs, names, val if v_probs is not None else None)
     table = table.with_default_thresholds().with_thresholds(chosen, "validation")
     rule["chosen_on"] = "student_int8.onnx outputs"
     if tflite:  # signature names as the card's; the labels inside carry the chosen thresholds

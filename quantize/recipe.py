@@ -17,9 +17,8 @@ import numpy as np
 
 from distill.data import DataSpec, WindowSet, cache_dir, load_split
 from distill.distiller import Teacher, load_teacher, teacher_targets
-from distill.checkpoint import read_checkpoint
+from distill.checkpoint import find_recorded_checkpoint, read_checkpoint
 from distill.labels import checkpoint_label_table, hard_targets
-from edge_sdk.bundle import sha256_of
 from distill.errors import CheckpointError
 from edge_sdk.errors import DatasetError, EdgeSDKError
 from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
@@ -93,14 +92,10 @@ def resolve_teacher(recipe: QuantizeRecipe, student_ckpt: dict, student_path: Pa
     if recipe.teacher:
         return load_teacher(recipe.teacher, recipe.teacher_config, recipe.teacher_labels), f"given: {recipe.teacher}"
     ident = (student_ckpt.get("meta") or {}).get("teacher") or {}
-    want = ident.get("sha256")
-    for cand in [ident.get("path"), ident.get("name")]:
-        if not cand:
-            continue
-        for p in (Path(cand), student_path.parent / Path(cand).name):
-            if p.is_file() and (want is None or sha256_of(p) == want):
-                cfg = recipe.teacher_config or (ident.get("config") if isinstance(ident.get("config"), dict) else None)
-                return load_teacher(p, cfg, recipe.teacher_labels), f"recorded in the student: {p}"
+    found = find_recorded_checkpoint([ident.get("path"), ident.get("name")], ident.get("sha256"), [student_path.parent])
+    if found is not None:
+        cfg = recipe.teacher_config or (ident.get("config") if isinstance(ident.get("config"), dict) else None)
+        return load_teacher(found, cfg, recipe.teacher_labels), f"recorded in the student: {found}"
     return None, "none: the teacher recorded in the student checkpoint was not found; QAT distils from the " \
                  "student's own float outputs and the card has no teacher comparison"
 

@@ -15,7 +15,6 @@ import pytest
 from edge_sdk.bundle import CARD_SCHEMA_VERSION, card_schema, load_bundle
 from edge_sdk.errors import BundleError
 from edge_sdk.inference import open_backend
-from edge_sdk.preprocessing import DEFAULT_CONFIG
 from edge_sdk.windowing import record_windows
 
 REPO = Path(__file__).resolve().parents[1]

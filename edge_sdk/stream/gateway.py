@@ -85,12 +85,7 @@ class EcgGateway:
     def _put(self, member: _Member, item) -> None:
         if self._queue.full():  # the worker is behind: drop the oldest pending window, whoever's it is
             old_member, old = self._queue.get_nowait()
-            old_member.windows_dropped += 1
-            ev = SourceEvent("windows_dropped", detail={
-                "dropped_window": old[0].index, "total_dropped": old_member.windows_dropped,
-                "policy": "the gateway's worker is slower than its sensors: the oldest pending window is dropped"})
-            for cb in old_member._event_callbacks:
-                cb(ev)
+            ev = old_member._dropped(old)
             if old_member is member:  # the event rides on this sensor's newest window
                 item = (item[0], item[1], [*old[2], *item[2], ev], item[3])
             else:

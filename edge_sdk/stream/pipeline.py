@@ -209,15 +209,19 @@ class EcgStream:
         """Queue a window; when the queue is full drop the oldest pending window (policy: fresh data first)."""
         if self._windows.full():
             old = self._windows.get_nowait()
-            self.windows_dropped += 1
-            ev = SourceEvent("windows_dropped", detail={
-                "dropped_window": old[0].index, "total_dropped": self.windows_dropped,
-                "policy": "the consumer is slower than the sensor: the oldest pending window is dropped "
-                          "(recorded samples are never dropped)"})
-            for cb in self._event_callbacks:
-                cb(ev)
-            item = (item[0], item[1], [*old[2], *item[2], ev], item[3])
+            item = (item[0], item[1], [*old[2], *item[2], self._dropped(old)], item[3])
         self._windows.put_nowait(item)
+
+    def _dropped(self, old_item) -> SourceEvent:
+        """Count the dropped window ``old_item`` of this stream and tell the event callbacks; returns the event."""
+        self.windows_dropped += 1
+        ev = SourceEvent("windows_dropped", detail={
+            "dropped_window": old_item[0].index, "total_dropped": self.windows_dropped,
+            "policy": "the consumer is slower than the sensor: the oldest pending window is dropped "
+                      "(recorded samples are never dropped)"})
+        for cb in self._event_callbacks:
+            cb(ev)
+        return ev
 
     def _classify(self, w: Window) -> tuple[np.ndarray, list[str], float, float]:
         t0 = time.perf_counter()
