@@ -88,8 +88,8 @@ class EcgGateway:
             ev = old_member._dropped(old)
             if old_member is member:  # the event rides on this sensor's newest window
                 item = (item[0], item[1], [*old[2], *item[2], ev], item[3])
-            else:
-                old_member._pending_events.append(ev)
+            else:  # what the dropped window carried (gaps, reconnects) still reaches that sensor's next one
+                old_member._pending_events.extend([*old[2], ev])
         self._queue.put_nowait((member, item))
 
     def _classify(self, batch: list) -> tuple[np.ndarray, list[list[str]], float, float]:
