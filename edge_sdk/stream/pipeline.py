@@ -62,10 +62,10 @@ class Prediction:
         """JSON-ready form: detected labels with probability and threshold, every probability, quality, latency."""
         return {"window": self.window_index, "start_sensor_s": round(self.start_sensor_s, 3),
                 "end_sensor_s": round(self.end_sensor_s, 3), "top": self.top_label,
-                "detected": [{"label": n, "probability": round(self.probabilities[n], 4),
-                              "threshold": round(self.thresholds[n], 4)} for n in self.detected],
-                "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
-                "thresholds": {k: round(v, 4) for k, v in self.thresholds.items()},
+                # probabilities and thresholds unrounded: "detected" must follow from the numbers given
+                "detected": [{"label": n, "probability": self.probabilities[n], "threshold": self.thresholds[n]}
+                             for n in self.detected],
+                "probabilities": dict(self.probabilities), "thresholds": dict(self.thresholds),
                 "quality": self.quality, "segment": self.segment,
                 "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()},
                 "events": [{"kind": e.kind, **{k: v for k, v in e.detail.items()}} for e in self.events]}
