@@ -50,7 +50,10 @@ def convert_to_ort(onnx_path: str | Path, out_dir: str | Path, target_platform: 
         ort_path = out / f"{src.stem}.ort"
         cfg_path = out / f"{src.stem}.required_operators.config"
         shutil.copyfile(ort_files[0], ort_path)
-        shutil.copyfile(configs[0], cfg_path)
+        # the converter's header comment names the temporary file it read; name the bundle's file instead,
+        # so that the config does not change with the temporary folder of each build
+        text = configs[0].read_text(encoding="utf-8").replace(str(ort_files[0]), ort_path.name)
+        cfg_path.write_text(text, encoding="utf-8")
     return ort_path, cfg_path
 
 
@@ -95,7 +98,9 @@ def finish_tflite(path: str | Path, input_name: str, output_name: str, labels: l
     fb = bytes(builder.Output())
     zbuf = io.BytesIO()
     with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr(LABELS_FILE, "".join(d["name"] + "\n" for d in labels))
+        # a fixed timestamp: the same labels give the same bytes on every build
+        z.writestr(zipfile.ZipInfo(LABELS_FILE, date_time=(1980, 1, 1, 0, 0, 0)),
+                   "".join(d["name"] + "\n" for d in labels))
     p.write_bytes(fb + zbuf.getvalue())
     return {"signature": renamed["signature"], "signature_input": input_name, "signature_output": output_name,
             "renamed_from": {"input": renamed["input_was"], "output": renamed["output_was"]},
