@@ -222,17 +222,20 @@ def has_lead(ds: MitBih, name: str, lead: str = LEAD) -> bool:
     return lead in list(header.sig_name or [])
 
 
-def _record_chunk(ds: MitBih, name: str, hop_s: float, kinds: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+def _record_chunk(ds: MitBih, name: str, hop_s: float, kinds: Sequence[str],
+                  time_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
     """Preprocessed windows (k, 5000) float16 and class indices (k,) of record ``name`` for ``kinds``;
-    ``None`` when the record has no MLII lead."""
+    ``None`` when the record has no MLII lead. ``time_scale`` g plays the record g times faster (its 360 Hz
+    samples are taken as ``360 * g`` Hz), so heart rate is multiplied by g; labels follow the samples."""
     try:
         rec = ds.read(name, lead=LEAD)
     except SignalError:
         if has_lead(ds, name):
             raise
         return None
-    x = record_windows(rec.signal_mv, rec.fs_hz, hop_s)
-    _, found = record_window_kinds(ds, name, len(rec.signal_mv), rec.fs_hz, hop_s)
+    fs = rec.fs_hz * time_scale
+    x = record_windows(rec.signal_mv, fs, hop_s)
+    _, found = record_window_kinds(ds, name, len(rec.signal_mv), fs, hop_s)
     if len(found) != len(x):
         raise AssertionError(f"record {name}: {len(x)} windows but {len(found)} window bounds")
     keep = np.array([k in kinds for k in found], bool)
@@ -247,13 +250,22 @@ def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(kinds))
 
 
-def _description(kinds: Sequence[str], names: Sequence[str], skipped: Sequence[str]) -> str:
-    text = f"MIT-BIH MLII, {'/'.join(kinds)}, records {', '.join(names)}"
+def _check_scales(time_scales: Sequence[float]) -> tuple[float, ...]:
+    scales = tuple(float(g) for g in time_scales)
+    if not scales or any(not 0.5 <= g <= 2.0 for g in scales):
+        raise DatasetError(f"time scales {list(time_scales)} must be between 0.5 and 2.0 (1.0 = as recorded)")
+    return scales
+
+
+def _description(kinds: Sequence[str], names: Sequence[str], skipped: Sequence[str],
+                 scales: Sequence[float] = (1.0,)) -> str:
+    text = f"MIT-BIH MLII, {'/'.join(kinds)}" + (f", time scales {list(scales)}" if tuple(scales) != (1.0,) else "")
+    text += f", records {', '.join(names)}"
     return text + (f" (no MLII lead: {', '.join(skipped)})" if skipped else "")
 
 
 def chest_lead_windows(records: Sequence[str], hop_s: float = 5.0, kinds: Sequence[str] = KINDS,
-                       ds: MitBih | None = None) -> WindowSet:
+                       ds: MitBih | None = None, time_scales: Sequence[float] = (1.0,)) -> WindowSet:
     """10-s MLII windows (500 Hz after resampling, 5000 samples) of MIT-BIH ``records`` of the given ``kinds``.
 
     Each record is preprocessed whole with :func:`~edge_sdk.windowing.record_windows` (hop ``hop_s``
@@ -261,33 +273,37 @@ def chest_lead_windows(records: Sequence[str], hop_s: float = 5.0, kinds: Sequen
     :class:`~distill.data.WindowSet`: ``x`` (n, 5000) float16, ``y`` (n,) int64 index into ``("N", "A",
     "O")``, ``record_idx`` (n,) into ``records`` = the given records that yield at least one window, in the
     given order (records without an MLII lead, 102 and 104, are skipped). Cached as ``.npz`` under
-    :func:`~distill.data.cache_dir`, keyed by the records, hop, kinds and preprocessing config.
-    Raises :class:`DatasetError` when the ``mitdb`` folder is missing or a kind is unknown.
+    :func:`~distill.data.cache_dir`, keyed by the records, hop, kinds, time scales and preprocessing config.
+    ``time_scales``: each record is also played g times faster for every g given (heart-rate augmentation
+    for training; 1.0 = as recorded, the only scale for evaluation); windows of all scales are stacked.
+    Raises :class:`DatasetError` when the ``mitdb`` folder is missing or a kind or scale is invalid.
     """
     kinds = _check_kinds(kinds)
+    scales = _check_scales(time_scales)
     names = [str(r) for r in records]
-    key = hashlib.sha256(json.dumps([names, float(hop_s), list(kinds), DEFAULT_CONFIG.to_dict()]).encode())
+    key_parts = [names, float(hop_s), list(kinds), DEFAULT_CONFIG.to_dict()] + ([list(scales)] if scales != (1.0,) else [])
+    key = hashlib.sha256(json.dumps(key_parts).encode())
     path = cache_dir() / f"mitdb_mlii_{key.hexdigest()[:16]}.npz"
     if path.exists():
         with np.load(path) as z:
             kept, skipped = [str(n) for n in z["records"]], [str(n) for n in z["skipped"]]
-            return _window_set(z["x"], z["y"], z["record_idx"], kept, _description(kinds, names, skipped))
+            return _window_set(z["x"], z["y"], z["record_idx"], kept, _description(kinds, names, skipped, scales))
     ds = _open(ds)
     xs, ys, kept, skipped = [], [], [], []
     for name in tqdm(names, desc="MIT-BIH MLII windows", unit="rec"):
-        chunk = _record_chunk(ds, name, hop_s, kinds)
-        if chunk is None:
+        chunks = [_record_chunk(ds, name, hop_s, kinds, g) for g in scales]
+        if chunks[0] is None:
             skipped.append(name)
-        elif len(chunk[1]):
-            xs.append(chunk[0])
-            ys.append(chunk[1])
+        elif sum(len(c[1]) for c in chunks):
+            xs.append(np.concatenate([c[0] for c in chunks]))
+            ys.append(np.concatenate([c[1] for c in chunks]))
             kept.append(name)
     x = np.concatenate(xs) if xs else np.zeros((0, DEFAULT_CONFIG.window_samples), np.float16)
     y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
     record_idx = np.concatenate([np.full(len(c), i, np.int64) for i, c in enumerate(ys)]) if ys else y.copy()
     save_npz_atomic(path, x=x, y=y, record_idx=record_idx, records=np.array(kept, dtype=str),
                     skipped=np.array(skipped, dtype=str))
-    return _window_set(x, y, record_idx, kept, _description(kinds, names, skipped))
+    return _window_set(x, y, record_idx, kept, _description(kinds, names, skipped, scales))
 
 
 def _window_set(x: np.ndarray, y: np.ndarray, record_idx: np.ndarray, records: list[str],
@@ -297,11 +313,11 @@ def _window_set(x: np.ndarray, y: np.ndarray, record_idx: np.ndarray, records: l
 
 
 def split_windows(side: str, hop_s: float = 5.0, kinds: Sequence[str] = KINDS,
-                  ds: MitBih | None = None) -> WindowSet:
+                  ds: MitBih | None = None, time_scales: Sequence[float] = (1.0,)) -> WindowSet:
     """:func:`chest_lead_windows` of one side (``"train"`` or ``"test"``) of :data:`MITDB_SPLIT`."""
     if side not in MITDB_SPLIT:
         raise DatasetError(f"unknown MIT-BIH split side {side!r}; use {sorted(MITDB_SPLIT)}")
-    return chest_lead_windows(MITDB_SPLIT[side], hop_s, kinds, ds)
+    return chest_lead_windows(MITDB_SPLIT[side], hop_s, kinds, ds, time_scales)
 
 
 # ----------------------------------------------------------------------------- report
@@ -366,3 +382,11 @@ def chest_lead_report(window_probs: np.ndarray, output_names: Sequence[str], win
         if expected not in names:
             report["not_scored"][key] = f"expected output {expected!r} is not among the model's outputs"
     return report
+
+
+def chest_summary(report: dict) -> dict:
+    """The headline of a :func:`chest_lead_report` for a model card: per section, the expected output, window
+    and record counts, the fraction of windows whose top output is the expected one, and the fraction of
+    records where it is the most common top output."""
+    keys = ("expected", "n_windows", "n_records", "expected_top_fraction", "records_majority_expected")
+    return {k: {kk: v[kk] for kk in keys if kk in v} for k, v in report.items() if k in REPORT_KEYS.values()}

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_sdk.datasets import CINC2017_CLASSES, Cinc2017, split_records
-from edge_sdk.errors import DatasetError
+from edge_sdk.errors import DatasetError, LabelError
 from edge_sdk.preprocessing import DEFAULT_CONFIG
 from edge_sdk.records import read_record, read_wfdb
 from edge_sdk.windowing import record_windows
@@ -52,7 +52,11 @@ def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 class WindowSet:
     """Preprocessed windows ``x`` (n, 5000) float16 (z-scored, 500 Hz), dataset label per window ``y`` (n,)
     int64 as an index into ``classes`` (-1 = unlabeled), and ``record_idx`` (n,) mapping each window to
-    ``records[i]``. ``label_map`` maps dataset labels to output names; ``description`` says what data it is."""
+    ``records[i]``. ``label_map`` maps dataset labels to output names; ``description`` says what data it is.
+    ``teacher_weight`` (n,) float, optional: how much each window learns from the teacher in distillation
+    (1 = as configured, 0 = from its label alone, for data on which the teacher is known to be wrong).
+    ``sampling_weight`` (n,) float, optional: multiplies each window's chance of being drawn in an epoch
+    (on top of class balancing), to give a small data set its share next to a large one."""
 
     x: np.ndarray
     y: np.ndarray
@@ -61,6 +65,8 @@ class WindowSet:
     classes: tuple[str, ...] = ()
     label_map: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    teacher_weight: np.ndarray | None = None
+    sampling_weight: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -113,6 +119,43 @@ def cinc2017_windows(split: str, hop_s: float = 5.0, ds: Cinc2017 | None = None,
     save_npz_atomic(path, x=x, y=y, record_idx=record_idx)
     return WindowSet(x, y, record_idx, names, CINC2017_CLASSES, dict(CINC2017_LABEL_MAP),
                      f"Challenge 2017, {split} split (seed {SPLIT_SEED})")
+
+
+def concat_window_sets(sets: Sequence[WindowSet], description: str | None = None) -> WindowSet:
+    """One window set from several (e.g. Challenge 2017 and chest-lead records): classes are united, each
+    set's labels re-indexed into them, record indices offset. Two sets that map one dataset label to
+    different outputs are a :class:`~edge_sdk.errors.LabelError`. ``teacher_weight`` and ``sampling_weight`` are
+    1 for sets without one."""
+    if not sets:
+        raise DatasetError("no window sets to join")
+    classes: list[str] = []
+    label_map: dict[str, str] = {}
+    for ws in sets:
+        for c in ws.classes:
+            out = ws.label_map.get(c, c)
+            if c in classes and label_map.get(c, c) != out:
+                raise LabelError(f"dataset label {c!r} maps to {label_map.get(c, c)!r} in one window set and to "
+                                 f"{out!r} in {ws.description or 'another'}; rename one of them")
+            if c not in classes:
+                classes.append(c)
+            if c in ws.label_map:
+                label_map[c] = ws.label_map[c]
+    ys, idx, records, weights, draws, offset = [], [], [], [], [], 0
+    for ws in sets:
+        remap = np.array([classes.index(c) for c in ws.classes] + [-1], np.int64)
+        ys.append(remap[np.where(ws.y >= 0, ws.y, len(ws.classes))])
+        idx.append(ws.record_idx + offset)
+        records += list(ws.records)
+        offset += len(ws.records)
+        weights.append(ws.teacher_weight if ws.teacher_weight is not None else np.ones(len(ws), np.float32))
+        draws.append(ws.sampling_weight if ws.sampling_weight is not None else np.ones(len(ws), np.float32))
+
+    def joined(parts: list[np.ndarray], attr: str) -> np.ndarray | None:
+        return np.concatenate(parts).astype(np.float32) if any(getattr(ws, attr) is not None for ws in sets) else None
+
+    return WindowSet(np.concatenate([ws.x for ws in sets]), np.concatenate(ys), np.concatenate(idx), records,
+                     tuple(classes), label_map, description or " + ".join(ws.description for ws in sets),
+                     joined(weights, "teacher_weight"), joined(draws, "sampling_weight"))
 
 
 def read_record_labels(path: str | Path) -> dict[str, str]:
@@ -186,7 +229,10 @@ class DataSpec:
     ``val_records`` replaces the fixed validation split of ``records`` (validation then doubles as the
     held-out set for fidelity figures). ``record_labels``: ``record,label`` CSV; ``label_map``: dataset
     label -> output name (labels map to the output of the same name where absent). ``fs_hz``: rate of CSV
-    records. ``limit``: first N records of each split (smoke runs).
+    records. ``limit``: first N records of each split (smoke runs). ``chest_lead``: add the MIT-BIH chest-lead
+    windows of the training side of :data:`distill.chest_lead.MITDB_SPLIT` to the training split, e.g.
+    ``{"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [1.0, 1.3]}`` (learn them from their
+    rhythm labels, also played 1.3x faster); validation and test stay as they are.
     """
 
     records: list[str] | None = None
@@ -195,6 +241,7 @@ class DataSpec:
     label_map: dict[str, str] | None = None
     fs_hz: float | None = None
     limit: int | None = None
+    chest_lead: dict | None = None
 
     @property
     def is_cinc2017(self) -> bool:
@@ -202,14 +249,46 @@ class DataSpec:
 
     def describe(self) -> str:
         if self.is_cinc2017:
-            return f"Challenge 2017 (project split, seed {SPLIT_SEED})"
-        return f"{len(self.records)} user records" + (" (labeled)" if self.record_labels else " (unlabeled)")
+            text = f"Challenge 2017 (project split, seed {SPLIT_SEED})"
+        else:
+            text = f"{len(self.records)} user records" + (" (labeled)" if self.record_labels else " (unlabeled)")
+        return text + (" + MIT-BIH chest-lead training records" if self.chest_lead else "")
+
+
+CHEST_LEAD_KEYS = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [1.0]}
+
+
+def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:
+    """MIT-BIH chest-lead windows of the training side with the ``teacher_weight`` and ``sampling_weight``
+    given in ``options`` (see :class:`DataSpec`); unknown keys are a :class:`DatasetError`."""
+    from .chest_lead import split_windows
+
+    unknown = sorted(set(options) - set(CHEST_LEAD_KEYS))
+    if unknown:
+        raise DatasetError(f"chest_lead options {unknown} are unknown; known: {sorted(CHEST_LEAD_KEYS)}")
+    opts = {**CHEST_LEAD_KEYS, **options}
+    for k in ("teacher_weight", "sampling_weight"):
+        if not isinstance(opts[k], (int, float)) or not 0 <= opts[k] <= 100:
+            raise DatasetError(f"chest_lead {k} must be a number in [0, 100], not {opts[k]!r}")
+    if not isinstance(opts["time_scales"], (list, tuple)):
+        raise DatasetError(f"chest_lead time_scales must be a list of numbers, not {opts['time_scales']!r}")
+    ws = split_windows("train", hop_s=hop_s, time_scales=opts["time_scales"])
+    return replace(ws, teacher_weight=np.full(len(ws), opts["teacher_weight"], np.float32),
+                   sampling_weight=np.full(len(ws), opts["sampling_weight"], np.float32))
 
 
 def load_split(spec: DataSpec, split: str, hop_s: float = 5.0) -> WindowSet | None:
     """Windows of one split (``train``, ``val`` or ``test``) of ``spec``; ``None`` when it has no records."""
     if split not in ("train", "val", "test"):
         raise DatasetError(f"unknown split {split!r}; use train, val or test")
+    base = _load_split(spec, split, hop_s)
+    if split == "train" and spec.chest_lead:
+        extra = chest_lead_training_windows(spec.chest_lead, hop_s)
+        return extra if base is None else concat_window_sets([base, extra])
+    return base
+
+
+def _load_split(spec: DataSpec, split: str, hop_s: float) -> WindowSet | None:
     if spec.is_cinc2017:
         return cinc2017_windows(split, hop_s=hop_s, limit=spec.limit)
     labels = read_record_labels(spec.record_labels) if spec.record_labels else None

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_sdk.bundle import sha256_of
+from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.labels import LabelTable, parse_label_list
 from edge_sdk.outputs import check_new_file
 
@@ -40,34 +41,52 @@ class DistillConfig:
     alpha: float = 0.7  # weight of the soft (teacher) term; 1.0 = no hard labels
     hint_weight: float = 0.1  # feature-hint MSE weight; 0 disables
     activation: str = "auto"  # softmax | sigmoid | auto (from the teacher's label table)
+    selection: str = "mean_auroc"  # validation figure that picks the best epoch: mean_auroc | macro_f1
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, activation: str) -> torch.Tensor:
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, activation: str,
+            weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Distillation loss (scaled by ``temperature**2``), averaged over the batch, or weighted per window by
+    ``weights`` (batch,) (0 = this window does not learn from the teacher) and divided by the batch size."""
     t = temperature
+    if weights is None:
+        if activation == "softmax":
+            return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1),
+                            reduction="batchmean") * t * t
+        return F.binary_cross_entropy_with_logits(student_logits / t, torch.sigmoid(teacher_logits / t)) * t * t
     if activation == "softmax":
-        return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1),
-                        reduction="batchmean") * t * t
-    return F.binary_cross_entropy_with_logits(student_logits / t, torch.sigmoid(teacher_logits / t)) * t * t
+        per = F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="none").sum(1)
+    else:
+        per = F.binary_cross_entropy_with_logits(student_logits / t, torch.sigmoid(teacher_logits / t),
+                                                 reduction="none").mean(1)
+    return (per * weights).sum() / len(per) * t * t
 
 
 def hard_loss(logits: torch.Tensor, y: torch.Tensor, activation: str,
-              supervised: torch.Tensor | None = None) -> torch.Tensor:
+              supervised: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Loss of the hard labels ``y`` (output index, -1 = none).
 
     softmax: cross-entropy over all outputs. sigmoid: binary cross-entropy of a one-hot target on the
     ``supervised`` outputs only (the outputs the data set's labels name; default all): a label says nothing
-    about the other outputs of a multi-label model.
+    about the other outputs of a multi-label model. Averaged over the labeled windows, or with ``weights``
+    (batch,) weighted per window and divided by the batch size.
     """
     known = y >= 0
     if not bool(known.any()):
         return logits.sum() * 0.0
     if activation == "softmax":
-        return F.cross_entropy(logits[known], y[known])
-    target = F.one_hot(y[known], logits.shape[1]).float()
-    lo = logits[known]
-    if supervised is not None:
-        lo, target = lo[:, supervised], target[:, supervised]
-    return F.binary_cross_entropy_with_logits(lo, target)
+        if weights is None:
+            return F.cross_entropy(logits[known], y[known])
+        per = F.cross_entropy(logits[known], y[known], reduction="none")
+    else:
+        target = F.one_hot(y[known], logits.shape[1]).float()
+        lo = logits[known]
+        if supervised is not None:
+            lo, target = lo[:, supervised], target[:, supervised]
+        if weights is None:
+            return F.binary_cross_entropy_with_logits(lo, target)
+        per = F.binary_cross_entropy_with_logits(lo, target, reduction="none").mean(1)
+    return (per * weights[known]).sum() / len(y)
 
 
 def teacher_targets(teacher: nn.Module, x: np.ndarray, teacher_id: str, cache: Path | None = None,
@@ -134,7 +153,7 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
             student_config: StudentConfig | None = None, cfg: DistillConfig = DistillConfig(),
             train_cfg: TrainConfig | None = None, teacher_config: dict | None = None,
             labels: Sequence[str] | str | None = None, teacher_labels: Sequence[str] | str | None = None,
-            cache: Path | None = None, unmapped: str = "error", force: bool = False) -> dict:
+            cache: Path | None = None, unmapped: str = "error", force: bool = False, recipe: dict | None = None) -> dict:
     """Distill the teacher at ``teacher_path`` into a student written to ``out`` (checkpoint, fp32).
 
     ``labels``: the teacher outputs the student gets, by name, in the student's output order (default all);
@@ -142,7 +161,10 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     labeled windows add a hard-label term through the data set's label map (a dataset label with no student
     output is a :class:`LabelError` unless ``unmapped="unlabeled"``). The best epoch is chosen by mean
     record-level AUROC over the outputs labeled ``val`` data can score, else by agreement with the teacher on
-    ``val``, else by training loss. ``out`` must not exist unless ``force`` or ``train_cfg.resume``.
+    ``val``, else by training loss (``cfg.selection`` picks macro-F1 instead of AUROC). ``teacher_weight`` and
+    ``sampling_weight`` of ``train`` (see :class:`~distill.data.WindowSet`) are honoured. ``recipe`` (the whole
+    configuration, see :mod:`distill.recipe`) is stored in the checkpoint's meta. ``out`` must not exist
+    unless ``force`` or ``train_cfg.resume``.
     Returns metrics, sizes and timings.
     """
     t0 = time.time()
@@ -159,7 +181,11 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
         sc = StudentConfig(**{**asdict(sc), "n_classes": n_out})
     y_train = np.full(len(train), -1, np.int64)
     supervised: list[int] = []
-    if cfg.alpha < 1.0 and train.labeled:
+    trust = train.teacher_weight is not None
+    if trust and bool(((train.teacher_weight < 1) & (train.y < 0)).any()):
+        raise DatasetError(f"{train.description or 'training data'}: windows with a teacher weight below 1 need a "
+                           "label (they learn from it instead of the teacher); label them or give them weight 1")
+    if (cfg.alpha < 1.0 or trust) and train.labeled:
         y_train, supervised = hard_targets(train.y, train.classes, train.label_map, student_labels, unmapped,
                                            where=train.description or "training data")
     t_logits, t_feats = teacher_targets(teacher.model, train.x, teacher.sha256, cache, train_cfg.device)
@@ -178,15 +204,21 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     sup = torch.tensor(supervised, dtype=torch.long) if supervised else None
 
     def loss_fn(net, batch):
+        w = batch["teacher_weight"] if trust else None
         if proj is not None:
             logits, f = _forward_with_features(net, batch["x"])
-            hint = F.mse_loss(proj(f), batch["teacher_features"])
+            hint = F.mse_loss(proj(f), batch["teacher_features"], reduction="none").mean(1)
+            hint = hint.mean() if w is None else (hint * w).mean()
         else:
             logits, hint = net(batch["x"]), 0.0
-        loss = cfg.alpha * kd_loss(logits, batch["teacher_logits"], cfg.temperature, activation)
-        if cfg.alpha < 1.0:
-            loss = loss + (1 - cfg.alpha) * hard_loss(logits, batch["y"], activation,
-                                                      sup.to(logits.device) if sup is not None else None)
+        supv = sup.to(logits.device) if sup is not None else None
+        if w is None:
+            loss = cfg.alpha * kd_loss(logits, batch["teacher_logits"], cfg.temperature, activation)
+            if cfg.alpha < 1.0:
+                loss = loss + (1 - cfg.alpha) * hard_loss(logits, batch["y"], activation, supv)
+        else:  # a window the teacher does not speak for learns from its label alone, at full weight
+            loss = cfg.alpha * kd_loss(logits, batch["teacher_logits"], cfg.temperature, activation, w)
+            loss = loss + hard_loss(logits, batch["y"], activation, supv, 1 - cfg.alpha * w)
         return loss + cfg.hint_weight * hint
 
     scored = v_logits is not None and val.labeled and bool(scorable_outputs(
@@ -206,19 +238,30 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
                                                      val.label_map, activation), "val_"))
         return out
 
-    score_key = "val_mean_auroc" if scored else ("val_agreement" if v_logits is not None else "neg_train_loss")
+    if cfg.selection not in ("mean_auroc", "macro_f1"):
+        raise ConfigError(f"selection must be mean_auroc or macro_f1, not {cfg.selection!r}")
+    if scored and cfg.selection == "macro_f1" and (activation != "softmax" or any(
+            val.label_map.get(c, c) not in student_labels.names for c in val.classes)):
+        raise ConfigError("selection macro_f1 needs a softmax student with an output for every label of the "
+                          "validation data; use selection mean_auroc")
+    score_key = f"val_{cfg.selection}" if scored else ("val_agreement" if v_logits is not None else "neg_train_loss")
     meta = {"role": "student", "activation": activation, "teacher": identity,
             "data": {"train": train.description, "val": val.description if val is not None else None,
                      "hard_labels": bool(supervised), "label_map": train.label_map if supervised else None,
+                     "label_only_windows": int((train.teacher_weight == 0).sum()) if trust else 0,
                      "selection": score_key},
-            "distill_config": asdict(cfg), "train_config": asdict(train_cfg),
+            "distill_config": asdict(cfg), "train_config": asdict(train_cfg), "recipe": recipe,
             "params": count_params(student), "macs_per_window": count_macs(student)}
 
     def save_best(m, metrics):
         save_checkpoint(out, m, "edge_student", sc.to_dict(), student_labels, {**meta, "val": metrics})
 
-    data = WindowDataset(train.x, y_train, teacher_logits=t_logits, teacher_features=t_feats_n)
+    extra = {"teacher_weight": train.teacher_weight.astype(np.float32)} if trust else {}
+    data = WindowDataset(train.x, y_train, teacher_logits=t_logits, teacher_features=t_feats_n, **extra)
     weights = class_balancing_weights(y_train) if (y_train >= 0).any() else np.full(len(y_train), 1 / len(y_train))
+    if train.sampling_weight is not None:
+        weights = weights * train.sampling_weight
+        weights = weights / weights.sum()
     result = fit(student, data, weights, loss_fn, eval_fn, score_key, train_cfg, save_best, extra_modules=proj)
     result.update({"params": meta["params"], "macs_per_window": meta["macs_per_window"], "labels": student_labels.names,
                    "selection": score_key, "seconds": round(time.time() - t0, 1)})
