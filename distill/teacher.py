@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,10 +39,48 @@ REDUCED_TEACHER = Net1DConfig(base_filters=16, filter_list=(16, 32, 32, 64, 64, 
 FULL_TEACHER = Net1DConfig(use_bn=True, n_classes=len(REFERENCE_LABELS))
 
 
+@dataclass
+class TeacherRecipe:
+    """Every choice behind the reference teacher (``configs/reference_teacher.json``; ``out`` relative to the
+    file). ``width``: ``reduced`` (CPU) or ``full`` (ECGFounder width, GPU advised)."""
+
+    out: str = "models/reference_teacher.pth"
+    width: str = "reduced"
+    epochs: int = 14
+    batch_size: int = 64
+    lr: float = 3e-3
+    samples_per_epoch: int = 12288
+    device: str = "auto"
+    seed: int = 0
+    data: dict = field(default_factory=dict)  # reserved: the teacher trains on Challenge 2017 only
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "TeacherRecipe":
+        from .recipe import read_recipe_file
+
+        return read_recipe_file(cls, path, ("out",), overrides)
+
+
+def run_teacher_recipe(recipe: TeacherRecipe, force: bool = False, resume: bool = False, limit: int | None = None) -> dict:
+    """Train the reference teacher as ``recipe`` says; the recipe is stored in the checkpoint."""
+    from edge_sdk.errors import ConfigError
+
+    if recipe.width not in ("reduced", "full"):
+        raise ConfigError(f"teacher width must be reduced or full, not {recipe.width!r}")
+    out = Path(recipe.out)
+    cfg = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+                      samples_per_epoch=recipe.samples_per_epoch, device=recipe.device, seed=recipe.seed,
+                      resume=resume, out_dir=str(out.parent / "teacher_run"))
+    return train_reference_teacher(out, FULL_TEACHER if recipe.width == "full" else REDUCED_TEACHER, cfg,
+                                   limit=limit, force=force, recipe=asdict(recipe))
+
+
 def train_reference_teacher(out: str | Path, config: Net1DConfig = REDUCED_TEACHER,
-                            train_cfg: TrainConfig | None = None, limit: int | None = None, force: bool = False) -> dict:
+                            train_cfg: TrainConfig | None = None, limit: int | None = None, force: bool = False,
+                            recipe: dict | None = None) -> dict:
     """Train, select on validation (mean record-level AUROC of the four outputs); writes ``out`` (fp16
-    checkpoint, refused if it exists unless ``force`` or resuming) and returns metrics."""
+    checkpoint, refused if it exists unless ``force`` or resuming) and returns metrics. ``recipe`` is
+    stored in the checkpoint's meta."""
     train_cfg = train_cfg or TrainConfig(out_dir=str(Path(out).parent / "teacher_run"))
     if not train_cfg.resume:
         check_new_file(out, force, "teacher checkpoint")
@@ -63,7 +101,8 @@ def train_reference_teacher(out: str | Path, config: Net1DConfig = REDUCED_TEACH
     def save_best(m, metrics):
         save_checkpoint(out, m, "net1d", config.to_dict(), REFERENCE_LABELS,
                         {"role": "reference_teacher", "activation": "softmax", "val": metrics, "split_seed": SPLIT_SEED,
-                         "train_config": asdict(train_cfg), "width": "reduced" if config != FULL_TEACHER else "full"},
+                         "train_config": asdict(train_cfg), "width": "reduced" if config != FULL_TEACHER else "full",
+                         "recipe": recipe},
                         half=True)
 
     result = fit(model, WindowDataset(train.x, y), class_balancing_weights(y), loss_fn, eval_fn,

@@ -24,34 +24,70 @@ def _add_teacher_train(sub) -> None:
                 description="Train a Net1D (ECGFounder architecture) on the Challenge 2017 train split, "
                             "select on validation, write an fp16 checkpoint. Reduced width by default; "
                             "--full for the 30.9 M-parameter width (GPU advised).")
+    p.add_argument("--config", default=None, metavar="JSON",
+                   help="recipe file (configs/reference_teacher.json is the committed teacher's); options given "
+                        "here replace its values")
     p.add_argument("--out", default=None, help="checkpoint to write (default: runs/teacher-<time>/reference_teacher.pth)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.add_argument("--full", action="store_true", help="full ECGFounder width instead of the reduced one")
-    p.add_argument("--epochs", type=int, default=14, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=64, help="windows per batch")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
-    p.add_argument("--samples-per-epoch", type=int, default=12288, help="windows drawn (class-balanced) per epoch")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--full", action="store_true", default=None, help="full ECGFounder width instead of the reduced one")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs [default: 14]")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per batch [default: 64]")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (one-cycle) [default: 0.003]")
+    p.add_argument("--samples-per-epoch", type=int, default=None,
+                   help="windows drawn (class-balanced) per epoch [default: 12288]")
+    p.add_argument("--device", default=None, help="auto (cuda when present), cpu, cuda, cuda:1 ... [default: auto]")
+    p.add_argument("--seed", type=int, default=None, help="random seed [default: 0]")
     p.add_argument("--resume", action="store_true", help="continue from <out dir>/teacher_run/last.pt")
     p.add_argument("--limit", type=int, default=None, help="use only the first N records of each split (smoke runs)")
     p.set_defaults(func=_run_train_teacher)
 
 
 def _run_train_teacher(a) -> int:
+    from distill.teacher import TeacherRecipe, run_teacher_recipe
+    from edge_sdk.outputs import new_run_dir
+
+    overrides = dict(out=a.out, width="full" if a.full else None, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                     samples_per_epoch=a.samples_per_epoch, device=a.device, seed=a.seed)
+    if a.config:
+        recipe = TeacherRecipe.from_file(a.config, **overrides)
+    else:
+        overrides["out"] = overrides["out"] or str(new_run_dir("teacher") / "reference_teacher.pth")
+        recipe = TeacherRecipe(**{k: v for k, v in overrides.items() if v is not None})
+    r = run_teacher_recipe(recipe, force=a.force, resume=a.resume, limit=a.limit)
+    print(f"best validation mean AUROC {r['best']:.4f}; {r['train_seconds']} s; checkpoint {recipe.out}")
+    return 0
+
+
+def _add_rebuild(sub) -> None:
+    p = _parser(
+        sub, "rebuild", help="rebuild the shipped student and bundle (and with --teacher the teacher) from configs/",
+        description="Run the committed recipes in order: configs/reference_teacher.json (only with --teacher; about "
+                    "35 min on 2 CPU cores), configs/default_student.json (models/student.pth), "
+                    "configs/default_bundle.json (QAT -> models/student_qat.pth, bundles/default). Each checkpoint "
+                    "stores the recipe it was built from; existing outputs are kept unless --force.\n\n"
+                    "the committed models: ecg-edge rebuild --force")
+    p.add_argument("--configs", default=None, metavar="DIR", help="folder with the recipes [default: the repo's configs/]")
+    p.add_argument("--teacher", action="store_true", help="also retrain the reference teacher first")
+    p.add_argument("--force", action="store_true", help="replace the recipes' existing outputs")
+    p.add_argument("--readme", default=None, metavar="FILE",
+                   help="README whose result tables (between the results markers) are rewritten from the new card "
+                        "[default: the repo's README.md]; 'none' leaves every README alone")
+    p.set_defaults(func=_run_rebuild)
+
+
+def _run_rebuild(a) -> int:
     from pathlib import Path
 
-    from distill.teacher import FULL_TEACHER, REDUCED_TEACHER, train_reference_teacher
-    from distill.trainer import TrainConfig
-    from edge_sdk.outputs import check_new_file, new_run_dir
+    from quantize.build import print_report
+    from quantize.rebuild import DEFAULT_STAGES, rebuild
 
-    out = Path(a.out) if a.out else new_run_dir("teacher") / "reference_teacher.pth"
-    if not a.resume:
-        check_new_file(out, a.force, "teacher checkpoint")
-    cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, samples_per_epoch=a.samples_per_epoch,
-                      device=a.device, seed=a.seed, resume=a.resume, out_dir=str(out.parent / "teacher_run"))
-    r = train_reference_teacher(out, FULL_TEACHER if a.full else REDUCED_TEACHER, cfg, limit=a.limit, force=a.force)
-    print(f"best validation mean AUROC {r['best']:.4f}; {r['train_seconds']} s; checkpoint {out}")
+    repo = Path(__file__).resolve().parents[1]
+    configs = Path(a.configs) if a.configs else repo / "configs"
+    readme = None if a.readme == "none" else Path(a.readme) if a.readme else repo / "README.md"
+    stages = ("teacher", *DEFAULT_STAGES) if a.teacher else DEFAULT_STAGES
+    r = rebuild(configs, stages, force=a.force, readme=readme, log=lambda m: print(m, flush=True))
+    print_report(r["bundle"])
+    print(f"student: {r['student']['out']}; bundle: {r['bundle']['recipe']['bundle']}")
     return 0
 
 
@@ -94,7 +130,10 @@ def _add_distill(sub) -> None:
                     "  ecg-edge distill --teacher ecgfounder_1lead.pth --labels \"ATRIAL FIBRILLATION,SINUS RHYTHM\" "
                     "--records my/*.hea\n"
                     "  ecg-edge distill --teacher models/reference_teacher.pth --out runs/s.pth")
-    p.add_argument("--teacher", default="models/reference_teacher.pth", help="teacher checkpoint")
+    p.add_argument("--config", default=None, metavar="JSON",
+                   help="recipe file (see configs/default_student.json); paths in it are relative to the file; "
+                        "options given here replace its values")
+    p.add_argument("--teacher", default=None, help="teacher checkpoint [default: models/reference_teacher.pth]")
     p.add_argument("--teacher-config", default=None,
                    help="JSON file with the Net1D config (official checkpoints carry none; default: ECGFounder 1-lead)")
     p.add_argument("--teacher-labels", default=None, metavar="NAMES",
@@ -104,66 +143,59 @@ def _add_distill(sub) -> None:
                    help="the teacher outputs the student gets, by name: \"NAME1,NAME2\" or @file with one name a line "
                         "(default: all teacher outputs)")
     _add_data_options(p, "training")
-    p.add_argument("--no-hard-labels", action="store_true", help="ignore dataset labels: pure distillation")
-    p.add_argument("--unmapped-labels", default="error", choices=["error", "unlabeled"],
+    p.add_argument("--chest-lead", action="store_true", default=None,
+                   help="also train on the MIT-BIH chest-lead (MLII) windows of the training side of the fixed "
+                        "MIT-BIH split, from their rhythm labels alone (the teacher is not used on them)")
+    p.add_argument("--no-hard-labels", action="store_true", default=None, help="ignore dataset labels: pure distillation")
+    p.add_argument("--unmapped-labels", default=None, choices=["error", "unlabeled"],
                    help="a dataset label with no student output: stop with an error, or use those records for "
-                        "distillation only (teacher targets, no hard label)")
-    p.add_argument("--train-hop", type=float, default=2.5,
-                   help="seconds between training windows (overlapping windows = more teacher targets)")
+                        "distillation only (teacher targets, no hard label) [default: error]")
+    p.add_argument("--train-hop", type=float, default=None,
+                   help="seconds between training windows (overlapping windows = more teacher targets) [default: 2.5]")
     p.add_argument("--out", default=None, help="student checkpoint to write (default: runs/distill-<time>/student.pth)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=64, help="windows per batch")
-    p.add_argument("--lr", type=float, default=4e-3, help="peak learning rate (one-cycle)")
-    p.add_argument("--samples-per-epoch", type=int, default=16384, help="windows drawn per epoch")
-    p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
-    p.add_argument("--alpha", type=float, default=0.7, help="weight of the teacher term (1 - alpha: hard labels)")
-    p.add_argument("--hint-weight", type=float, default=0.1, help="feature-hint MSE weight (0 disables)")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--resume", action="store_true", help="continue from <out dir>/distill_run/last.pt")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs [default: 30]")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per batch [default: 64]")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (one-cycle) [default: 0.004]")
+    p.add_argument("--samples-per-epoch", type=int, default=None, help="windows drawn per epoch [default: 16384]")
+    p.add_argument("--temperature", type=float, default=None, help="distillation temperature [default: 4.0]")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="weight of the teacher term (1 - alpha: hard labels) [default: 0.7]")
+    p.add_argument("--hint-weight", type=float, default=None, help="feature-hint MSE weight (0 disables) [default: 0.1]")
+    p.add_argument("--selection", default=None, choices=["mean_auroc", "macro_f1"],
+                   help="validation figure that picks the best epoch [default: mean_auroc]")
+    p.add_argument("--device", default=None, help="auto (cuda when present), cpu, cuda, cuda:1 ... [default: auto]")
+    p.add_argument("--seed", type=int, default=None, help="random seed [default: 0]")
+    p.add_argument("--resume", action="store_true", help="continue from <out dir>/<out name>_run/last.pt")
     p.set_defaults(func=_run_distill)
 
 
 def _run_distill(a) -> int:
-    import os
-    from pathlib import Path
+    from dataclasses import asdict
 
     from distill.checkpoint import read_net1d_config
-    from distill.data import cache_dir, load_split
-    from distill.distiller import DistillConfig, distill, load_teacher, select_student_labels
-    from distill.trainer import TrainConfig
-    from edge_sdk.errors import EdgeSDKError
-    from edge_sdk.outputs import check_new_file, new_run_dir
+    from distill.recipe import DistillRecipe, run_distill_recipe
+    from edge_sdk.labels import parse_label_list
 
-    spec = _data_spec(a)
-    out = Path(a.out) if a.out else None
-    if out is None:  # every torchrun rank must agree on the folder: rank 0's start time via the env
-        stamp = os.environ.get("TORCHELASTIC_RUN_ID")
-        out = (Path("runs") / f"distill-{stamp}" / "student.pth") if stamp and stamp != "none" and \
-            int(os.environ.get("WORLD_SIZE", "1")) > 1 else new_run_dir("distill") / "student.pth"
-    if not a.resume:
-        check_new_file(out, a.force, "student checkpoint")
-    tcfg = read_net1d_config(a.teacher_config) if a.teacher_config else None
-    # check the teacher and the label choice before any data is read
-    teacher = load_teacher(a.teacher, tcfg, a.teacher_labels)
-    student_labels, _ = select_student_labels(teacher.labels, a.labels)
-    del teacher
-    print(f"student outputs ({len(student_labels)}): {', '.join(student_labels.names[:10])}"
-          f"{' ...' if len(student_labels) > 10 else ''}; data: {spec.describe()}", flush=True)
-    train = load_split(spec, "train", hop_s=a.train_hop)
-    if train is None:
-        raise EdgeSDKError("no training records; give --records")
-    val = load_split(spec, "val")
-    hard = not a.no_hard_labels and train.labeled
-    cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, samples_per_epoch=a.samples_per_epoch,
-                      device=a.device, seed=a.seed, resume=a.resume, out_dir=str(out.parent / f"{out.stem}_run"))
-    dcfg = DistillConfig(temperature=a.temperature, alpha=a.alpha if hard else 1.0, hint_weight=a.hint_weight)
-    r = distill(a.teacher, out, train if hard else train.unlabeled(), val, cfg=dcfg, train_cfg=cfg,
-                teacher_config=tcfg, labels=student_labels.names, teacher_labels=a.teacher_labels, cache=cache_dir(),
-                unmapped=a.unmapped_labels, force=a.force)
+    data = {k: v for k, v in asdict(_data_spec(a)).items() if v is not None}
+    if a.chest_lead:
+        data["chest_lead"] = {"teacher_weight": 0.0, "sampling_weight": 3.0}
+    overrides = dict(teacher=a.teacher, out=a.out, teacher_config=read_net1d_config(a.teacher_config) if a.teacher_config else None,
+                     teacher_labels=parse_label_list(a.teacher_labels) if a.teacher_labels else None,
+                     labels=parse_label_list(a.labels) if a.labels else None,
+                     hard_labels=False if a.no_hard_labels else None, unmapped_labels=a.unmapped_labels,
+                     train_hop=a.train_hop, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                     samples_per_epoch=a.samples_per_epoch, temperature=a.temperature, alpha=a.alpha,
+                     hint_weight=a.hint_weight, selection=a.selection, device=a.device, seed=a.seed)
+    if a.config:
+        recipe = DistillRecipe.from_file(a.config, **overrides)
+        if data:
+            recipe.data = {**recipe.data, **data}
+    else:
+        recipe = DistillRecipe(**{k: v for k, v in overrides.items() if v is not None}, data=data)
+    r = run_distill_recipe(recipe, force=a.force, resume=a.resume, log=lambda m: print(m, flush=True))
     print(f"student: {r['params']:,} parameters, {r['macs_per_window'] / 1e6:.2f} MMAC per 10-s window, "
-          f"{len(r['labels'])} outputs; best {r['selection']} {r['best']:.4f}; {r['seconds']} s; checkpoint {out}")
+          f"{len(r['labels'])} outputs; best {r['selection']} {r['best']:.4f}; {r['seconds']} s; checkpoint {r['out']}")
     return 0
 
 
@@ -369,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_teacher_train(sub)
     _add_distill(sub)
+    _add_rebuild(sub)
     _add_quantize(sub)
     _add_stream(sub)
     _add_bench(sub)

@@ -7,9 +7,7 @@ builds the bundle. The CLI and the demo call it; nothing here prints more than p
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from distill.distiller import Teacher, load_teacher, teacher_targets
 from distill.checkpoint import find_recorded_checkpoint, read_checkpoint
 from distill.labels import checkpoint_label_table, hard_targets
 from distill.errors import CheckpointError
+from distill.recipe import read_recipe_file
 from edge_sdk.errors import DatasetError, EdgeSDKError
 from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
 
@@ -54,34 +53,7 @@ class QuantizeRecipe:
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "QuantizeRecipe":
         """Read a JSON recipe; relative paths in it are taken relative to the file's folder."""
-        p = Path(path)
-        try:
-            d = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError as e:
-            raise EdgeSDKError(f"recipe {p} not found") from e
-        except (ValueError, UnicodeDecodeError) as e:
-            raise EdgeSDKError(f"recipe {p} is not valid JSON ({e})") from e
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known) if isinstance(d, dict) else None
-        if not isinstance(d, dict) or unknown:
-            raise EdgeSDKError(f"recipe {p}: unknown keys {unknown}; known: {sorted(known)}")
-        base = p.parent
-
-        def rel(v):
-            return os.path.normpath(base / v) if isinstance(v, str) and not Path(v).is_absolute() else v
-
-        for k in ("student", "out", "teacher", "qat_out"):
-            if d.get(k):
-                d[k] = rel(d[k])
-        data = dict(d.get("data") or {})
-        for k in ("records", "val_records"):
-            if data.get(k):
-                data[k] = [rel(r) for r in data[k]]
-        if data.get("record_labels"):
-            data["record_labels"] = rel(data["record_labels"])
-        d["data"] = data
-        d.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**d)
+        return read_recipe_file(cls, path, ("student", "out", "teacher", "qat_out"), overrides)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +70,14 @@ def resolve_teacher(recipe: QuantizeRecipe, student_ckpt: dict, student_path: Pa
         return load_teacher(found, cfg, recipe.teacher_labels), f"recorded in the student: {found}"
     return None, "none: the teacher recorded in the student checkpoint was not found; QAT distils from the " \
                  "student's own float outputs and the card has no teacher comparison"
+
+
+def mitdb_available() -> bool:
+    """Whether the MIT-BIH records of the chest-lead evaluation are found (``shared/data/mitdb``)."""
+    from edge_sdk.paths import shared_dir
+
+    root = shared_dir(required=False)
+    return root is not None and (root / "data" / "mitdb" / "RECORDS").is_file()
 
 
 def sample_calibration(train: WindowSet, n: int, seed: int = 0) -> np.ndarray:
@@ -144,9 +124,20 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         raise DatasetError("no training records for calibration; give more records")
     calib = sample_calibration(train, recipe.calibration_windows, recipe.seed)
     student = str(student_path)
+    chest = None
+    if mitdb_available():
+        from distill.chest_lead import split_windows
+
+        chest = split_windows("test")
+        log(f"chest-lead evaluation: {len(chest)} MIT-BIH windows of the held-out side ({chest.description[:60]}...)")
+    else:
+        log("chest-lead evaluation skipped: MIT-BIH not found (set ECG_EDGE_SHARED to a folder with data/mitdb)")
     if recipe.qat_epochs > 0:
         t_logits = None
-        if teacher is not None:
+        if train.teacher_weight is not None:
+            log("[quantize] the training data hold windows the teacher does not speak for: QAT keeps the "
+                "student's own float outputs as targets")
+        elif teacher is not None:
             t_logits = teacher_targets(teacher.model, train.x, teacher.sha256, cache_dir())[0][:, teacher.labels.indices(table.names)]
         y, supervised = (hard_targets(train.y, train.classes, train.label_map, table, "unlabeled")
                          if train.labeled else (None, None))
@@ -157,5 +148,5 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     card = build_bundle(student, out, calib, test, val, teacher, tflite=recipe.tflite, hop_seconds=recipe.hop_seconds,
                         calibration_method=recipe.calibration_method, float_first_conv=recipe.float_first_conv,
                         include_teacher=recipe.include_teacher, force=force,
-                        recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)})
+                        recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)
     return card

@@ -1,0 +1,129 @@
+"""The distill recipe: every choice behind a student checkpoint, as a JSON file and one library call.
+
+:class:`DistillRecipe` mirrors the options of ``ecg-edge distill``; a JSON file per shipped student lives in
+``configs/`` (``configs/default_student.json``; paths in it are relative to that file). :func:`run_distill_recipe`
+checks the teacher, the label choice and the output first, then loads the data and distils. The whole
+recipe is stored in the student checkpoint (``meta["recipe"]``), so a checkpoint says how to rebuild it.
+:func:`read_recipe_file` is the JSON reader shared with :mod:`quantize.recipe`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from edge_sdk.errors import ConfigError, DatasetError
+
+R = TypeVar("R")
+
+
+def read_recipe_file(cls: type[R], path: str | Path, path_keys: tuple[str, ...], overrides: dict[str, Any]) -> R:
+    """Read a JSON recipe into ``cls``; ``path_keys`` and the ``data`` record paths are taken relative to the
+    file's folder; ``overrides`` that are not None replace the file's values. Unknown keys, a missing file or
+    bad JSON are a :class:`~edge_sdk.errors.ConfigError`."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"recipe {p} not found") from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"recipe {p} is not valid JSON ({e})") from e
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known) if isinstance(d, dict) else None
+    if not isinstance(d, dict) or unknown:
+        raise ConfigError(f"recipe {p}: unknown keys {unknown}; known: {sorted(known)}")
+    base = p.parent
+
+    def rel(v):
+        return os.path.normpath(base / v) if isinstance(v, str) and not Path(v).is_absolute() else v
+
+    for k in path_keys:
+        if d.get(k):
+            d[k] = rel(d[k])
+    data = dict(d.get("data") or {})
+    for k in ("records", "val_records"):
+        if data.get(k):
+            data[k] = [rel(r) for r in data[k]]
+    if data.get("record_labels"):
+        data["record_labels"] = rel(data["record_labels"])
+    d["data"] = data
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**d)
+
+
+@dataclass
+class DistillRecipe:
+    """Every choice behind a student. ``out`` None: ``runs/distill-<time>/student.pth``. ``labels`` None: all
+    teacher outputs. ``data``: :class:`~distill.data.DataSpec` fields ({} = Challenge 2017; ``chest_lead`` adds
+    the MIT-BIH chest-lead training records). Training windows are cut every ``train_hop`` seconds."""
+
+    teacher: str = "models/reference_teacher.pth"
+    out: str | None = None
+    teacher_config: dict | None = None
+    teacher_labels: list[str] | None = None
+    labels: list[str] | None = None
+    data: dict = field(default_factory=dict)
+    hard_labels: bool = True
+    unmapped_labels: str = "error"
+    train_hop: float = 2.5
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 4e-3
+    samples_per_epoch: int = 16384
+    temperature: float = 4.0
+    alpha: float = 0.7
+    hint_weight: float = 0.1
+    selection: str = "mean_auroc"
+    device: str = "auto"
+    seed: int = 0
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> "DistillRecipe":
+        return read_recipe_file(cls, path, ("teacher", "out"), overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool = False,
+                       log: Callable[[str], None] = print) -> dict:
+    """Check the teacher, labels and output, then distil; returns :func:`distill.distiller.distill`'s result
+    with ``out`` added. The recipe goes into the checkpoint's ``meta["recipe"]``."""
+    from edge_sdk.outputs import check_new_file, new_run_dir
+
+    from .data import DataSpec, cache_dir, load_split
+    from .distiller import DistillConfig, distill, load_teacher, select_student_labels
+    from .trainer import TrainConfig
+
+    spec = DataSpec(**recipe.data)
+    out = Path(recipe.out) if recipe.out else None
+    if out is None:  # every torchrun rank must agree on the folder: rank 0's start time via the env
+        stamp = os.environ.get("TORCHELASTIC_RUN_ID")
+        out = (Path("runs") / f"distill-{stamp}" / "student.pth") if stamp and stamp != "none" and \
+            int(os.environ.get("WORLD_SIZE", "1")) > 1 else new_run_dir("distill") / "student.pth"
+    if not resume:
+        check_new_file(out, force, "student checkpoint")
+    if recipe.unmapped_labels not in ("error", "unlabeled"):
+        raise ConfigError(f"unmapped_labels must be error or unlabeled, not {recipe.unmapped_labels!r}")
+    teacher = load_teacher(recipe.teacher, recipe.teacher_config, recipe.teacher_labels)
+    student_labels, _ = select_student_labels(teacher.labels, recipe.labels)
+    del teacher
+    log(f"student outputs ({len(student_labels)}): {', '.join(student_labels.names[:10])}"
+        f"{' ...' if len(student_labels) > 10 else ''}; data: {spec.describe()}")
+    train = load_split(spec, "train", hop_s=recipe.train_hop)
+    if train is None:
+        raise DatasetError("no training records; give records")
+    val = load_split(spec, "val")
+    hard = recipe.hard_labels and train.labeled
+    cfg = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+                      samples_per_epoch=recipe.samples_per_epoch, device=recipe.device, seed=recipe.seed,
+                      resume=resume, out_dir=str(out.parent / f"{out.stem}_run"))
+    dcfg = DistillConfig(temperature=recipe.temperature, alpha=recipe.alpha if hard else 1.0,
+                         hint_weight=recipe.hint_weight, selection=recipe.selection)
+    result = distill(recipe.teacher, out, train if hard else train.unlabeled(), val, cfg=dcfg, train_cfg=cfg,
+                     teacher_config=recipe.teacher_config, labels=student_labels.names,
+                     teacher_labels=recipe.teacher_labels, cache=cache_dir(), unmapped=recipe.unmapped_labels,
+                     force=force, recipe=recipe.to_dict())
+    return {**result, "out": str(out)}

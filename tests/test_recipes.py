@@ -1,0 +1,70 @@
+"""Recipe files for the student (distill) and the bundle (quantize): committed configs load, paths resolve
+relative to the file, bad files are named errors, and the chest-lead data option builds real windows."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distill.data import DataSpec, chest_lead_training_windows, load_split
+from distill.recipe import DistillRecipe, run_distill_recipe
+from edge_sdk.errors import ConfigError, DatasetError, EdgeSDKError
+from quantize.recipe import QuantizeRecipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_recipes_load_and_point_at_committed_files():
+    s = DistillRecipe.from_file(ROOT / "configs" / "default_student.json")
+    assert Path(s.teacher) == ROOT / "models" / "reference_teacher.pth" and Path(s.teacher).is_file()
+    assert Path(s.out) == ROOT / "models" / "student.pth"
+    assert s.data.get("chest_lead", {}).get("teacher_weight") == 0.0
+    q = QuantizeRecipe.from_file(ROOT / "configs" / "default_bundle.json")
+    assert Path(q.student) == Path(s.out), "the bundle is built from the student the student recipe writes"
+    assert q.data.get("chest_lead") == s.data.get("chest_lead")
+
+
+def test_recipe_file_errors_are_named(tmp_path):
+    bad = tmp_path / "r.json"
+    bad.write_text('{"teacher": "t.pth", "epoch": 3}')
+    with pytest.raises(ConfigError, match="unknown keys \\['epoch'\\]"):
+        DistillRecipe.from_file(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        QuantizeRecipe.from_file(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        DistillRecipe.from_file(tmp_path / "missing.json")
+    ok = tmp_path / "sub" / "r.json"
+    ok.parent.mkdir()
+    ok.write_text(json.dumps({"teacher": "../t.pth", "out": "s.pth", "data": {"records": ["a", "/abs/b"]}}))
+    r = DistillRecipe.from_file(ok, epochs=2, lr=None)
+    assert r.teacher == str(tmp_path / "t.pth") and r.out == str(ok.parent / "s.pth")
+    assert r.data["records"] == [str(ok.parent / "a"), "/abs/b"] and r.epochs == 2 and r.lr == 4e-3
+
+
+def test_distill_recipe_checks_before_writing(tmp_path, models_dir):
+    with pytest.raises(EdgeSDKError, match="unknown"):
+        run_distill_recipe(DistillRecipe(teacher=str(models_dir / "reference_teacher.pth"), out=str(tmp_path / "s.pth"),
+                                         labels=["ATRIAL FIBRILATION"]), log=lambda m: None)
+    with pytest.raises(ConfigError, match="unmapped_labels"):
+        run_distill_recipe(DistillRecipe(teacher=str(models_dir / "reference_teacher.pth"), out=str(tmp_path / "s.pth"),
+                                         unmapped_labels="drop"), log=lambda m: None)
+    assert not list(tmp_path.iterdir())
+
+
+def test_chest_lead_training_windows_are_real_labeled_and_time_scaled(mitdb, cinc):
+    ws = chest_lead_training_windows({"teacher_weight": 0.0, "sampling_weight": 2.0, "time_scales": [1.0, 1.3]})
+    one = chest_lead_training_windows({})
+    assert set(ws.records) <= set(__import__("distill.chest_lead", fromlist=["x"]).MITDB_SPLIT["train"])
+    assert (ws.teacher_weight == 0).all() and (ws.sampling_weight == 2).all()
+    assert one.teacher_weight.tolist() == [0.0] * len(one) and (one.sampling_weight == 1).all()
+    assert len(one) < len(ws) < 2 * len(one)  # a record played 1.3x faster is shorter: fewer extra windows
+    assert np.isfinite(ws.x.astype(np.float32)).all() and ws.x.shape[1] == 5000
+    with pytest.raises(DatasetError, match="unknown"):
+        chest_lead_training_windows({"teacher_weigth": 0})
+    with pytest.raises(DatasetError, match="between 0.5 and 2.0"):
+        chest_lead_training_windows({"time_scales": [3.0]})
+    train = load_split(DataSpec(limit=30, chest_lead={"teacher_weight": 0.0}), "train")
+    val = load_split(DataSpec(limit=30, chest_lead={"teacher_weight": 0.0}), "val")
+    assert train.teacher_weight is not None and (train.teacher_weight == 0).sum() == len(one)
+    assert val.teacher_weight is None and "MIT-BIH" not in val.description
