@@ -99,3 +99,21 @@ def hard_targets(y: np.ndarray, classes: Sequence[str], label_map: Mapping[str, 
     targets = np.where(y >= 0, lookup[np.maximum(y, 0)], -1)
     supervised = sorted({int(v) for v in lookup if v >= 0})
     return targets, supervised
+
+
+#: The Challenge 2017 score: the mean of the record-level F1 of these classes (noise is not scored).
+CINC2017_SCORED_CLASSES: tuple[str, ...] = ("N", "A", "O")
+
+
+def challenge2017_f1(f1_by_name: dict[str, float]) -> float | None:
+    """The Challenge 2017 score (mean F1 of N, A, O) from per-output F1 keyed by output name; ``None`` when
+    an output of those classes is missing."""
+    names = [CINC2017_LABEL_MAP[c] for c in CINC2017_SCORED_CLASSES]
+    if not all(n in f1_by_name for n in names):
+        return None
+    return float(np.mean([f1_by_name[n] for n in names]))
+
+
+def is_cinc2017_labeled(classes: Sequence[str], label_map: dict[str, str]) -> bool:
+    """Whether data with these classes and label map carry the Challenge 2017 labels the score needs."""
+    return all(c in classes and label_map.get(c) == CINC2017_LABEL_MAP[c] for c in CINC2017_SCORED_CLASSES)

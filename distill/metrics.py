@@ -50,7 +50,8 @@ def evaluate_by_name(window_probs: np.ndarray, output_names: Sequence[str], reco
     """Per-output record-level AUROC keyed by name, their mean, and what could not be scored.
 
     ``window_probs`` (n_windows, n_outputs) in the order of ``output_names``. For softmax models whose every
-    dataset label maps to an output, also macro-F1 of the argmax over those outputs.
+    dataset label maps to an output, also macro-F1 of the argmax over those outputs and each output's F1
+    (``f1``, by name).
     """
     n_records = int(record_idx.max()) + 1 if len(record_idx) else 0
     rec_cls = record_classes(y, record_idx, n_records)
@@ -67,6 +68,8 @@ def evaluate_by_name(window_probs: np.ndarray, output_names: Sequence[str], reco
         pred = np.asarray(cols)[np.argmax(p[keep][:, cols], 1)]
         truth = np.asarray(cols)[rec_cls[keep]]
         out["macro_f1"] = float(f1_score(truth, pred, average="macro", labels=cols))
+        per = f1_score(truth, pred, average=None, labels=cols)
+        out["f1"] = {output_names[c]: float(v) for c, v in zip(cols, per)}
     return out
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from distill.checkpoint import load_model
+from distill.chest_lead import chest_lead_report, chest_summary
 from distill.data import WindowSet
 from distill.distiller import Teacher, activate
 from distill.labels import checkpoint_label_table
@@ -66,7 +67,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
                  val: WindowSet | None = None, teacher: Teacher | None = None, tflite: bool = True,
                  hop_seconds: float = 5.0, calibration_method: str = "minmax", float_first_conv: bool = True,
                  include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
-                 with_conformance: bool = True) -> dict:
+                 with_conformance: bool = True, chest: WindowSet | None = None) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
 
     ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows for the
@@ -80,6 +81,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     The bundle also gets the mobile files (``student_int8.ort`` + its required-operators config; the TFLite
     signature named like the card, labels inside), the preprocessing specification, conformance vectors
     from held-out Challenge 2017 / MIT-BIH records (``with_conformance``; needs ../shared) and a README.md.
+    ``chest``: labeled chest-lead windows never used for training (the test side of the MIT-BIH split): the
+    card's ``evaluation.chest_lead`` then says, per model file, how often the top output is the expected one.
     """
     t0 = time.time()
     final = check_new_dir(out_dir, force, "bundle folder")
@@ -95,7 +98,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     out = staging_dir(final)
     try:
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
-                      hop_seconds, calibration_method, float_first_conv, include_teacher, recipe, with_conformance)
+                      hop_seconds, calibration_method, float_first_conv, include_teacher, recipe, with_conformance,
+                      chest)
     except BaseException:
         import shutil
         shutil.rmtree(out, ignore_errors=True)
@@ -112,8 +116,14 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
 def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Path, calibration, test, val,
            teacher, tflite, hop_seconds, calibration_method, float_first_conv, include_teacher, recipe,
-           with_conformance=True) -> dict:
+           with_conformance=True, chest: WindowSet | None = None) -> dict:
     names, activation = table.names, table.activation
+    chest_models: dict[str, dict] = {}
+    x_chest = chest.x.astype(np.float32) if chest is not None and len(chest) else None
+
+    def chest_figures(key: str, predict_probs) -> None:
+        if x_chest is not None:
+            chest_models[key] = chest_summary(chest_lead_report(predict_probs(x_chest), names, chest))
     files: dict[str, dict] = {}
     fidelity: dict[str, dict] = {}
     x_test = test.x.astype(np.float32)  # float16 cache -> model input, once
@@ -140,6 +150,8 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     s_int8 = _probs(s_int8_backend, x_test)
     fidelity["student_onnx_fp32_vs_torch"] = {"max_abs_prob_error": float(np.abs(torch_fp32 - s_fp32[:512]).max())}
     fidelity["student_onnx_int8_vs_fp32"] = compare(s_fp32, s_int8, names, test, activation)
+    chest_figures("student_fp32.onnx", lambda x: _probs(OnnxBackend(out / "student_fp32.onnx", threads=2), x))
+    chest_figures("student_int8.onnx", lambda x: _probs(s_int8_backend, x))
 
     _log("ONNX Runtime Mobile: .ort and its required-operators config (onnxruntime's converter)")
     import onnxruntime
@@ -165,14 +177,17 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
         tparams = convert_tflite_int8(student, activation, out / "student_int8.tflite", calibration)
         files["student_int8.tflite"] = {"runtime": "tflite", "precision": "int8", "role": "student", "format": "tflite",
                                         "quantization": tparams}
-        s_tfl = TFLiteBackend(out / "student_int8.tflite", threads=2).predict(x_test)
+        tfl_backend = TFLiteBackend(out / "student_int8.tflite", threads=2)
+        s_tfl = tfl_backend.predict(x_test)
         fidelity["student_tflite_int8_vs_fp32"] = compare(s_fp32, s_tfl, names, test, activation)
+        chest_figures("student_int8.tflite", tfl_backend.predict)
 
     teacher_card: dict = {"identity": meta.get("teacher", {})}
     if teacher is not None:
         _log("teacher (torch fp32) on the held-out windows, for comparison")
         t_probs = teacher_probabilities(teacher, names, x_test)
         fidelity["student_fp32_vs_teacher_fp32"] = compare(t_probs, s_fp32, names, test, activation)
+        chest_figures("teacher (torch fp32)", lambda x: teacher_probabilities(teacher, names, x))
         teacher_card.update({"params": count_params(teacher.model), "macs_per_window": count_macs(teacher.model),
                              "checkpoint": teacher.path.name, "checkpoint_sha256": teacher.sha256,
                              "config": teacher.config, "width": teacher.identity()["width"],
@@ -227,7 +242,9 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
                     "checkpoint_sha256": sha256_of(student_path), "val": meta.get("val"), "qat": meta.get("qat"),
                     "data": meta.get("data")},
         "evaluation": {"data": test.description, "n_records": int(len(test.records)), "n_windows": int(len(test)),
-                       "labeled": test.labeled},
+                       "labeled": test.labeled,
+                       **({"chest_lead": {"data": chest.description, "n_windows": int(len(chest)),
+                                          "models": chest_models}} if chest_models else {})},
         "recipe": recipe,
         "build_seconds": None,
     }

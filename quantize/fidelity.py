@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from distill.data import WindowSet
+from distill.labels import challenge2017_f1, is_cinc2017_labeled
 from distill.metrics import evaluate_by_name, record_probabilities, scorable_outputs, record_classes
 from edge_sdk.labels import DEFAULT_THRESHOLD
 
@@ -21,13 +22,19 @@ THRESHOLD_RULE = ("one-vs-rest threshold maximising record-level F1 (record scor
 def compare(reference: np.ndarray, candidate: np.ndarray, names: Sequence[str] | None = None,
             data: WindowSet | None = None, activation: str | None = None) -> dict:
     """Max/mean/p99 absolute probability error of ``candidate`` vs ``reference`` (both (n, C)), agreement of
-    the top label; with labeled ``data`` and output ``names`` also per-label AUROC of both, keyed by name."""
+    the top label per window and, with ``data``, per record (record = mean of its windows); with labeled
+    ``data`` and output ``names`` also per-label AUROC (and F1) of both, keyed by name."""
     err = np.abs(np.asarray(candidate, np.float64) - np.asarray(reference, np.float64))
     worst = err.max(1)
     out = {"max_abs_prob_error": float(err.max()), "mean_abs_prob_error": float(err.mean()),
            "p99_abs_prob_error": float(np.percentile(worst, 99)),
            "windows_over_0.03": float((worst > 0.03).mean()),
            "argmax_agreement": float((candidate.argmax(1) == reference.argmax(1)).mean()), "n_windows": int(len(err))}
+    if data is not None and len(data.records) and len(data) == len(err):
+        n = len(data.records)
+        rc, rr = (record_probabilities(np.asarray(a, np.float64), data.record_idx, n) for a in (candidate, reference))
+        out["record_top_label_agreement"] = float((rc.argmax(1) == rr.argmax(1)).mean())
+        out["n_records_compared"] = int(n)
     if names is not None and data is not None and data.labeled:
         r = evaluate_by_name(reference, names, data.record_idx, data.y, data.classes, data.label_map, activation)
         c = evaluate_by_name(candidate, names, data.record_idx, data.y, data.classes, data.label_map, activation)
@@ -35,7 +42,11 @@ def compare(reference: np.ndarray, candidate: np.ndarray, names: Sequence[str] |
                     "auroc_drop": {k: r["auroc"][k] - c["auroc"][k] for k in r["auroc"]},
                     "n_records": r["n_records"]})
         if "macro_f1" in r:
-            out.update({"macro_f1_reference": r["macro_f1"], "macro_f1": c["macro_f1"]})
+            out.update({"macro_f1_reference": r["macro_f1"], "macro_f1": c["macro_f1"],
+                        "f1_reference": r["f1"], "f1": c["f1"]})
+            if is_cinc2017_labeled(data.classes, data.label_map) and challenge2017_f1(r["f1"]) is not None:
+                out.update({"challenge2017_f1_reference": challenge2017_f1(r["f1"]),
+                            "challenge2017_f1": challenge2017_f1(c["f1"])})
     return out
 
 
