@@ -31,7 +31,10 @@ def _fold(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
 
 
 def keras_student(student: nn.Module, activation: str, window_samples: int = WINDOW_SAMPLES):
-    """Build the Keras mirror; input (1, window_samples, 1) channels-last, output probabilities (1, C)."""
+    """Build the Keras mirror; input (1, window_samples, 1) channels-last, output probabilities (1, C).
+
+    The layer ending ``student.features[i]`` is named ``block{i}``, then ``pool`` and ``head``, so a test can
+    compare the two definitions block by block (``tests/test_tflite_mirror.py``)."""
     import tensorflow as tf
     from distill.student import ConvBNReLU, ResidualConv
 
@@ -39,12 +42,12 @@ def keras_student(student: nn.Module, activation: str, window_samples: int = WIN
     inp = L.Input((window_samples, 1), batch_size=1, name="ecg")
     x = inp
     weights = []
-    for block in student.features:
+    for i, block in enumerate(student.features):
         if isinstance(block, ConvBNReLU):
             conv, bn = block[0], block[1]
             k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
             x = L.ZeroPadding1D((p, p))(x)
-            layer = L.Conv1D(conv.out_channels, k, strides=s, padding="valid", activation="relu")
+            layer = L.Conv1D(conv.out_channels, k, strides=s, padding="valid", activation="relu", name=f"block{i}")
             x = layer(x)
             weights.append((layer, _fold(conv, bn)))
         elif isinstance(block, ResidualConv):
@@ -53,11 +56,12 @@ def keras_student(student: nn.Module, activation: str, window_samples: int = WIN
             layer = L.Conv1D(block.conv.out_channels, k, padding="valid")
             y = layer(y)
             weights.append((layer, _fold(block.conv, block.bn)))
-            x = L.ReLU()(L.Add()([y, x]))
+            x = L.ReLU(name=f"block{i}")(L.Add()([y, x]))
         else:
             raise TypeError(f"no Keras mirror for {type(block).__name__}")
-    x = L.GlobalAveragePooling1D()(x)
-    dense = L.Dense(student.head.out_features, activation="softmax" if activation == "softmax" else "sigmoid")
+    x = L.GlobalAveragePooling1D(name="pool")(x)
+    dense = L.Dense(student.head.out_features, activation="softmax" if activation == "softmax" else "sigmoid",
+                    name="head")
     out = dense(x)
     model = tf.keras.Model(inp, out)
     for layer, (w, b) in weights:
