@@ -1,0 +1,56 @@
+"""Rebuild the shipped models from the committed recipes, in order: teacher (optional, about 35 min on 2 CPU
+cores), student, bundle. ``ecg-edge rebuild`` calls :func:`rebuild`; every stage refuses to overwrite its
+outputs unless ``force``, and every checkpoint stores the recipe it was built from."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from edge_sdk.errors import ConfigError
+
+#: Stage -> its recipe file in ``configs/``.
+RECIPES = {"teacher": "reference_teacher.json", "student": "default_student.json", "bundle": "default_bundle.json"}
+DEFAULT_STAGES = ("student", "bundle")
+
+
+def rebuild(configs: str | Path, stages: Sequence[str] = DEFAULT_STAGES, force: bool = False,
+            readme: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """Run the recipes of ``stages`` (a subset of teacher, student, bundle, run in that order) from the folder
+    ``configs``; returns ``{stage: result}`` (the bundle's result is its model card). With ``readme``, its
+    result tables (see :mod:`quantize.results_table`) are rewritten from the new card."""
+    from .results_table import BEGIN, update_readme
+
+    from distill.recipe import DistillRecipe, run_distill_recipe
+    from distill.teacher import TeacherRecipe, run_teacher_recipe
+
+    from .recipe import QuantizeRecipe, run_recipe
+
+    unknown = [s for s in stages if s not in RECIPES]
+    if unknown or not stages:
+        raise ConfigError(f"unknown stages {unknown or list(stages)}; choose from {list(RECIPES)}")
+    folder = Path(configs)
+    paths = {s: folder / RECIPES[s] for s in RECIPES if s in stages}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise ConfigError(f"recipe files not found: {missing}")
+    recipes = {"teacher": TeacherRecipe, "student": DistillRecipe, "bundle": QuantizeRecipe}
+    loaded = {s: recipes[s].from_file(p) for s, p in paths.items()}  # every file is checked before any work
+    if readme is not None and BEGIN not in Path(readme).read_text(encoding="utf-8"):
+        raise ConfigError(f"{readme} has no '{BEGIN}' marker for the result tables")
+    results = {}
+    if "teacher" in loaded:
+        log(f"[rebuild] teacher from {paths['teacher']}")
+        results["teacher"] = run_teacher_recipe(loaded["teacher"], force=force)
+    if "student" in loaded:
+        log(f"[rebuild] student from {paths['student']}")
+        results["student"] = run_distill_recipe(loaded["student"], force=force, log=log)
+    if "bundle" in loaded:
+        log(f"[rebuild] bundle from {paths['bundle']}")
+        results["bundle"] = run_recipe(loaded["bundle"], force=force, log=log)
+        if readme is not None:
+            bundle = Path(results["bundle"]["recipe"]["bundle"])
+            shown = bundle.relative_to(Path(readme).resolve().parent) if bundle.is_absolute() and \
+                bundle.is_relative_to(Path(readme).resolve().parent) else bundle
+            changed = update_readme(readme, results["bundle"], str(shown))
+            log(f"[rebuild] result tables in {readme} {'rewritten' if changed else 'unchanged'}")
+    return results

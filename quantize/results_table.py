@@ -1,0 +1,91 @@
+"""The README's result tables, generated from a bundle's model card (``ecg-edge rebuild`` rewrites the block
+between ``<!-- results:begin -->`` and ``<!-- results:end -->``; ``ecg-edge results`` prints it)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_sdk.errors import ConfigError
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+#: Card fidelity entries -> row name, for the student's files against its own float model.
+INT8_ROWS = {"student_onnx_int8_vs_fp32": "student int8, ONNX Runtime QDQ",
+             "student_tflite_int8_vs_fp32": "student int8, TFLite full-integer"}
+CHEST_KEYS = (("clean_sinus", "clean sinus: top = {}"), ("af", "AF: top = {}"), ("other", "other rhythms: top = {}"))
+
+
+def _f(v, digits: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def results_markdown(card: dict, bundle: str = "bundles/default") -> str:
+    """Markdown tables of skill, int8 fidelity and chest-lead behaviour, every number from ``card``."""
+    names = [d["name"] for d in card["labels"]]
+    fid = card["fidelity"]
+    ev = card["evaluation"]
+    student, teacher = card["student"], card.get("teacher") or {}
+    onnx = fid.get("student_onnx_int8_vs_fp32", {})
+    lines = [f"Held-out split: {ev['data']} ({ev['n_records']:,} records, {ev['n_windows']:,} windows; never used for "
+             f"training, selection or thresholds). Every number below is from `{bundle}/model_card.json`, written "
+             "by `ecg-edge rebuild --force` (or its last step, `ecg-edge quantize --config "
+             "configs/default_bundle.json --force`).", "",
+             "Record-level AUROC per output (by name) and the Challenge 2017 score (mean F1 of N, A, O, record "
+             "level, top label):", "",
+             "| model | parameters | MMAC / 10-s window | " + " | ".join(names) + " | Challenge F1 |",
+             "|---|---:|---:|" + "---:|" * (len(names) + 1)]
+    rows = []
+    tvs = fid.get("student_fp32_vs_teacher_fp32")
+    if tvs and "auroc_reference" in tvs:
+        rows.append((f"teacher ({teacher.get('width', '?')} Net1D), fp32 torch", teacher.get("params"),
+                     teacher.get("macs_per_window"), tvs["auroc_reference"], tvs.get("challenge2017_f1_reference")))
+    if "auroc_reference" in onnx:
+        rows.append(("student fp32 (ONNX)", student["params"], student["macs_per_window"], onnx["auroc_reference"],
+                     onnx.get("challenge2017_f1_reference")))
+    for key, label in INT8_ROWS.items():
+        if key in fid and "auroc" in fid[key]:
+            rows.append((f"**{label}**", student["params"], student["macs_per_window"], fid[key]["auroc"],
+                         fid[key].get("challenge2017_f1")))
+    for label, params, macs, auroc, f1 in rows:
+        lines.append(f"| {label} | {params:,} | {macs / 1e6:.1f} | " +
+                     " | ".join(_f(auroc.get(n)) for n in names) + f" | {_f(f1, 3)} |")
+    lines += ["", "int8 against the float student (same graph), on every held-out window:", "",
+              "| file | max abs prob. error | p99 | mean | windows > 0.03 | top label, windows | top label, records |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for key, label in INT8_ROWS.items():
+        if key in fid:
+            d = fid[key]
+            lines.append(f"| {label} | {_f(d['max_abs_prob_error'], 3)} | {_f(d['p99_abs_prob_error'], 3)} | "
+                         f"{_f(d['mean_abs_prob_error'])} | {_pct(d['windows_over_0.03'])} | "
+                         f"{_pct(d['argmax_agreement'])} | {_pct(d.get('record_top_label_agreement'))} |")
+    chest = ev.get("chest_lead")
+    if chest:
+        expected = {k: next((m[k]["expected"] for m in chest["models"].values() if k in m), "?") for k, _ in CHEST_KEYS}
+        lines += ["", f"Chest lead (Holter MLII, the Polar H10's kind of lead): {chest['data'].split(', records')[0]}, "
+                      f"the held-out side of the fixed MIT-BIH split ({chest['n_windows']:,} windows of 10 s, hop 5 s; "
+                      "see `distill/chest_lead.py`). Fraction of windows whose top output is the expected one:", "",
+                  "| model | " + " | ".join(t.format(expected[k]) for k, t in CHEST_KEYS) +
+                  " | records where NSR is the most common top label |", "|---|---:|---:|---:|---:|"]
+        for model, m in chest["models"].items():
+            cells = [_pct(m.get(k, {}).get("expected_top_fraction")) for k, _ in CHEST_KEYS]
+            lines.append(f"| {model} | " + " | ".join(cells) +
+                         f" | {_pct(m.get('clean_sinus', {}).get('records_majority_expected'))} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | Path, card: dict, bundle: str = "bundles/default") -> bool:
+    """Replace the results block of ``readme`` with :func:`results_markdown`; returns whether it changed.
+    A README without both markers is a :class:`~edge_sdk.errors.ConfigError`."""
+    p = Path(readme)
+    text = p.read_text(encoding="utf-8")
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ConfigError(f"{p} needs one '{BEGIN}' line followed by one '{END}' line around the result tables")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    new = f"{head}{BEGIN}\n{results_markdown(card, bundle)}\n{END}{tail}"
+    if new != text:
+        p.write_text(new, encoding="utf-8")
+    return new != text
