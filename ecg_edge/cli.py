@@ -68,6 +68,9 @@ def _add_rebuild(sub) -> None:
                     "the committed models: ecg-edge rebuild --force")
     p.add_argument("--configs", default=None, metavar="DIR", help="folder with the recipes [default: the repo's configs/]")
     p.add_argument("--teacher", action="store_true", help="also retrain the reference teacher first")
+    p.add_argument("--stages", default=None, metavar="LIST",
+                   help="comma-separated stages to run, of teacher,student,bundle [default: student,bundle; with "
+                        "--teacher: teacher,student,bundle]")
     p.add_argument("--force", action="store_true", help="replace the recipes' existing outputs")
     p.add_argument("--readme", default=None, metavar="FILE",
                    help="README whose result tables (between the results markers) are rewritten from the new card "
@@ -85,9 +88,14 @@ def _run_rebuild(a) -> int:
     configs = Path(a.configs) if a.configs else repo / "configs"
     readme = None if a.readme == "none" else Path(a.readme) if a.readme else repo / "README.md"
     stages = ("teacher", *DEFAULT_STAGES) if a.teacher else DEFAULT_STAGES
+    if a.stages:
+        stages = tuple(x.strip() for x in a.stages.split(",") if x.strip())
     r = rebuild(configs, stages, force=a.force, readme=readme, log=lambda m: print(m, flush=True))
-    print_report(r["bundle"])
-    print(f"student: {r['student']['out']}; bundle: {r['bundle']['recipe']['bundle']}")
+    if "bundle" in r:
+        print_report(r["bundle"])
+        print(f"bundle: {r['bundle']['recipe']['bundle']}")
+    if "student" in r:
+        print(f"student: {r['student']['out']}")
     return 0
 
 

@@ -1,0 +1,49 @@
+"""`ecg-edge rebuild`: stages, checks before work, and the README's result tables generated from the card."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_sdk.errors import ConfigError
+from quantize.rebuild import rebuild
+from quantize.results_table import BEGIN, END, results_markdown, update_readme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_rebuild_checks_every_recipe_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="unknown stages"):
+        rebuild(ROOT / "configs", ["students"])
+    with pytest.raises(ConfigError, match="not found"):
+        rebuild(tmp_path, ["student", "bundle"])
+    shutil.copy(ROOT / "configs" / "default_student.json", tmp_path)
+    (tmp_path / "default_bundle.json").write_text('{"student": "s.pth", "qat_epoch": 1}')
+    with pytest.raises(ConfigError, match="unknown keys"):
+        rebuild(tmp_path, ["student", "bundle"])
+    shutil.copy(ROOT / "configs" / "default_bundle.json", tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(ConfigError, match="marker"):
+        rebuild(tmp_path, ["student", "bundle"], readme=readme)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "default_bundle.json", "default_student.json"]
+
+
+def test_readme_tables_are_the_committed_cards_numbers(bundle_dir, tmp_path):
+    card = json.loads((bundle_dir / "model_card.json").read_text())
+    md = results_markdown(card)
+    onnx = card["fidelity"]["student_onnx_int8_vs_fp32"]
+    assert f"{onnx['max_abs_prob_error']:.3f}" in md
+    assert f"{onnx['auroc']['ATRIAL FIBRILLATION']:.4f}" in md
+    assert f"{onnx['challenge2017_f1']:.3f}" in md
+    assert "clean sinus: top = NORMAL SINUS RHYTHM" in md and "student_int8.tflite" in md
+    readme_text = (ROOT / "README.md").read_text()
+    block = readme_text.split(BEGIN)[1].split(END)[0].strip()
+    assert block == md.strip(), "README result tables are stale: run `ecg-edge rebuild --force`"
+    copy = tmp_path / "R.md"
+    copy.write_text(f"intro\n{BEGIN}\nold\n{END}\noutro\n")
+    assert update_readme(copy, card) and not update_readme(copy, card)
+    assert copy.read_text().startswith("intro\n") and copy.read_text().endswith(f"{END}\noutro\n")
+    copy.write_text(f"{END}\n{BEGIN}\n")
+    with pytest.raises(ConfigError, match="needs one"):
+        update_readme(copy, card)
