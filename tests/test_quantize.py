@@ -39,10 +39,11 @@ def test_int8_tracks_fp32_on_real_held_out_windows(bundle_dir, test_windows):
     fp32 = open_backend(bundle_dir, precision="fp32").predict(x)
     int8 = open_backend(bundle_dir, precision="int8").predict(x)
     tfl = open_backend(bundle_dir, runtime="tflite").predict(x)
-    # measured on all 5,523 held-out windows: int8 ONNX max 0.067 / mean 0.0027, TFLite max 0.19 / mean 0.0041
+    # on these 120 records: int8 ONNX max 0.064 / mean 0.0030, TFLite max 0.107 / mean 0.0044 (on all 5,523
+    # held-out windows the card says max 0.103 and 0.231)
     err, err_tfl = np.abs(int8 - fp32), np.abs(tfl - fp32)
     assert err.max() <= 0.08 and err.mean() <= 0.005 and (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.99
-    assert err_tfl.max() <= 0.2 and err_tfl.mean() <= 0.006 and (tfl.argmax(1) == fp32.argmax(1)).mean() >= 0.98
+    assert err_tfl.max() <= 0.15 and err_tfl.mean() <= 0.006 and (tfl.argmax(1) == fp32.argmax(1)).mean() >= 0.98
 
 
 def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, test_windows):
