@@ -19,6 +19,14 @@ def _parser(sub, name: str, **kw):
     return sub.add_parser(name, formatter_class=_HelpFormatter, **kw)
 
 
+def _recipe(cls, config: str | None, overrides: dict):
+    """A recipe from the ``--config`` file with the options given on the command line replacing its values, or
+    from those options alone (``None`` = not given: the recipe's default)."""
+    if config:
+        return cls.from_file(config, **overrides)
+    return cls(**{k: v for k, v in overrides.items() if v is not None})
+
+
 def _add_teacher_train(sub) -> None:
     p = _parser(sub, "train-teacher", help="train the reference Net1D teacher on Challenge 2017 (train split)",
                 description="Train a Net1D (ECGFounder architecture) on the Challenge 2017 train split, "
@@ -48,11 +56,9 @@ def _run_train_teacher(a) -> int:
 
     overrides = dict(out=a.out, width="full" if a.full else None, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                      samples_per_epoch=a.samples_per_epoch, device=a.device, seed=a.seed)
-    if a.config:
-        recipe = TeacherRecipe.from_file(a.config, **overrides)
-    else:
+    if not a.config:
         overrides["out"] = overrides["out"] or str(new_run_dir("teacher") / "reference_teacher.pth")
-        recipe = TeacherRecipe(**{k: v for k, v in overrides.items() if v is not None})
+    recipe = _recipe(TeacherRecipe, a.config, overrides)
     r = run_teacher_recipe(recipe, force=a.force, resume=a.resume, limit=a.limit)
     print(f"best validation mean AUROC {r['best']:.4f}; {r['train_seconds']} s; checkpoint {recipe.out}")
     return 0
@@ -195,12 +201,8 @@ def _run_distill(a) -> int:
                      train_hop=a.train_hop, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                      samples_per_epoch=a.samples_per_epoch, temperature=a.temperature, alpha=a.alpha,
                      hint_weight=a.hint_weight, selection=a.selection, device=a.device, seed=a.seed)
-    if a.config:
-        recipe = DistillRecipe.from_file(a.config, **overrides)
-        if data:
-            recipe.data = {**recipe.data, **data}
-    else:
-        recipe = DistillRecipe(**{k: v for k, v in overrides.items() if v is not None}, data=data)
+    recipe = _recipe(DistillRecipe, a.config, overrides)
+    recipe.data = {**recipe.data, **data}
     r = run_distill_recipe(recipe, force=a.force, resume=a.resume, log=lambda m: print(m, flush=True))
     print(f"student: {r['params']:,} parameters, {r['macs_per_window'] / 1e6:.2f} MMAC per 10-s window, "
           f"{len(r['labels'])} outputs; best {r['selection']} {r['best']:.4f}; {r['seconds']} s; checkpoint {r['out']}")
@@ -268,12 +270,9 @@ def _run_quantize(a) -> int:
                      include_teacher=a.include_teacher,
                      tflite=False if a.no_tflite else None, float_first_conv=False if a.int8_first_conv else None,
                      data=data or None)
-    if a.config:
-        recipe = QuantizeRecipe.from_file(a.config, **overrides)
-    else:
-        if not a.student:
-            raise SystemExit("ecg-edge quantize: give --student (or --config RECIPE.json)")
-        recipe = QuantizeRecipe(**{k: v for k, v in overrides.items() if v is not None})
+    if not a.config and not a.student:
+        raise SystemExit("ecg-edge quantize: give --student (or --config RECIPE.json)")
+    recipe = _recipe(QuantizeRecipe, a.config, overrides)
     card = run_recipe(recipe, force=a.force)
     print_report(card)
     print(f"bundle: {card['recipe']['bundle']}")
