@@ -168,6 +168,8 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     Returns metrics, sizes and timings.
     """
     t0 = time.time()
+    if cfg.selection not in ("mean_auroc", "macro_f1"):
+        raise ConfigError(f"selection must be mean_auroc or macro_f1, not {cfg.selection!r}")
     train_cfg = train_cfg or TrainConfig(out_dir=str(Path(out).parent / "distill_run"))
     if not train_cfg.resume:
         check_new_file(out, force, "student checkpoint")
@@ -238,8 +240,6 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
                                                      val.label_map, activation), "val_"))
         return out
 
-    if cfg.selection not in ("mean_auroc", "macro_f1"):
-        raise ConfigError(f"selection must be mean_auroc or macro_f1, not {cfg.selection!r}")
     if scored and cfg.selection == "macro_f1" and (activation != "softmax" or any(
             val.label_map.get(c, c) not in student_labels.names for c in val.classes)):
         raise ConfigError("selection macro_f1 needs a softmax student with an output for every label of the "

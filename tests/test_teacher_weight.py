@@ -8,7 +8,7 @@ import torch
 from distill.data import WindowSet, cinc2017_windows, concat_window_sets
 from distill.distiller import DistillConfig, distill, hard_loss, kd_loss
 from distill.trainer import TrainConfig
-from edge_sdk.errors import DatasetError, LabelError
+from edge_sdk.errors import ConfigError, DatasetError, LabelError
 
 
 def test_weighted_losses_equal_plain_ones_with_unit_weights_and_drop_zero_weight_windows():
@@ -79,3 +79,12 @@ def test_unlabeled_windows_cannot_skip_the_teacher(tmp_path, cinc, models_dir):
         distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", bad, None,
                 train_cfg=TrainConfig(epochs=1, out_dir=str(tmp_path / "run")), cache=tmp_path)
     assert not (tmp_path / "s.pth").exists()
+
+
+def test_selection_is_checked_before_any_work(tmp_path, models_dir):
+    train = WindowSet(np.zeros((4, 5000), np.float16), np.zeros(4, np.int64), np.zeros(4, np.int64), ["r"], ("N",),
+                      {"N": "NORMAL SINUS RHYTHM"})
+    with pytest.raises(ConfigError, match="selection must be"):
+        distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", train, None,
+                cfg=DistillConfig(selection="auc"), train_cfg=TrainConfig(epochs=1, out_dir=str(tmp_path / "r")))
+    assert not list(tmp_path.iterdir())
