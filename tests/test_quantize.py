@@ -46,14 +46,29 @@ def test_int8_tracks_fp32_on_real_held_out_windows(bundle_dir, test_windows):
     assert err_tfl.max() <= 0.15 and err_tfl.mean() <= 0.006 and (tfl.argmax(1) == fp32.argmax(1)).mean() >= 0.98
 
 
-def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, test_windows):
+def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, mitdb, test_windows):
+    from dataclasses import replace
+
+    from distill.chest_lead import chest_lead_windows
+
     train = cinc2017_windows("train", limit=40)
     calib = train.x[:64].astype(np.float32)
-    card = build_bundle(models_dir / "student.pth", tmp_path / "b", calib, test_windows, None, None, tflite=True)
+    chest = chest_lead_windows(["100", "203"])  # two MIT-BIH records: clean sinus (100), AF and other rhythms (203)
+    chest = replace(chest, x=chest.x[::8], y=chest.y[::8], record_idx=chest.record_idx[::8])
+    card = build_bundle(models_dir / "student.pth", tmp_path / "b", calib, test_windows, None, None, tflite=True,
+                        chest=chest)
+    cl = card["evaluation"]["chest_lead"]
+    assert set(cl["models"]) == {"student_fp32.onnx", "student_int8.onnx", "student_int8.tflite"}
+    assert cl["n_windows"] == len(chest)
+    for m in cl["models"].values():
+        assert m["clean_sinus"]["expected"] == "NORMAL SINUS RHYTHM" and m["af"]["expected"] == "ATRIAL FIBRILLATION"
+        assert all(0 <= m[k]["expected_top_fraction"] <= 1 for k in m)
     fid = card["fidelity"]
     assert fid["student_onnx_fp32_vs_torch"]["max_abs_prob_error"] < 1e-4
     assert fid["student_onnx_int8_vs_fp32"]["mean_abs_prob_error"] <= 0.005
     assert fid["student_onnx_int8_vs_fp32"]["n_records"] == 120
+    assert fid["student_onnx_int8_vs_fp32"]["record_top_label_agreement"] >= 0.95
+    assert 0 < fid["student_onnx_int8_vs_fp32"]["challenge2017_f1"] <= 1
     q = card["files"]["student_int8.onnx"]["quantization"]
     assert q["format"] == "QDQ" and q["calibration_windows"] == 64
     t = card["files"]["student_int8.tflite"]["quantization"]
