@@ -290,7 +290,7 @@ def _add_stream(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--emulate", action="store_true", help="emulated Polar H10 fed with --record (MIT-BIH)")
     src.add_argument("--replay", metavar="FILE", help="WFDB record path (no extension), .csv (see --fs) or .npz")
-    p.add_argument("--record", default="201", help="MIT-BIH record fed to the emulator (201 has AF)")
+    p.add_argument("--record", default="210", help="MIT-BIH record fed to the emulator (210: atrial fibrillation, a record the student never trained on)")
     p.add_argument("--fs", type=float, default=None, help="sample rate of a CSV replay file, Hz")
     p.add_argument("--bundle", default="bundles/default", help="model bundle folder")
     p.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "tflite"], help="inference runtime")
@@ -387,7 +387,7 @@ def _add_demo(sub) -> None:
                     "missing), stream a real MIT-BIH record through an emulated Polar H10 into the SDK, print live "
                     "predictions, and finish with a benchmark table.")
     p.add_argument("--bundle", default="bundles/default", help="model bundle folder")
-    p.add_argument("--record", default="201", help="MIT-BIH record streamed through the emulated H10")
+    p.add_argument("--record", default="210", help="MIT-BIH record streamed through the emulated H10 (210: atrial fibrillation, held out from training)")
     p.add_argument("--seconds", type=float, default=90.0, help="seconds of ECG to stream")
     p.add_argument("--speed", type=float, default=10.0, help="emulator speed-up (1 = real time)")
     p.add_argument("--out", default=None, help="benchmark output folder (default: runs/demo-<time>)")

@@ -30,7 +30,7 @@ def print_event(ev: SourceEvent) -> None:
 
 
 @asynccontextmanager
-async def open_source(address: str | None, emulate: bool, replay: str | None, record: str = "201",
+async def open_source(address: str | None, emulate: bool, replay: str | None, record: str = "210",
                       speed: float = 1.0, fs: float | None = None, duration: float | None = None,
                       **emulator_options) -> AsyncIterator[EcgSource]:
     """A source for the command line: replay file, emulated H10 (bumble) fed with MIT-BIH, or a real H10."""

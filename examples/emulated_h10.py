@@ -1,7 +1,7 @@
 """The emulated Polar H10: a bumble GATT peripheral with the H10's PMD and Heart Rate services, fed with a
 real MIT-BIH record, reached by the real bleak client over an in-process link. Optional faults.
 
-    python examples/emulated_h10.py --record 201 --seconds 60 --speed 10
+    python examples/emulated_h10.py --record 210 --seconds 60 --speed 10
     python examples/emulated_h10.py --disconnect-after-frames 100 --seconds 40 --speed 5   # link loss: reconnects
 
 Needs `pip install "ecg-edge[emulate]"` and ../shared (MIT-BIH).
@@ -34,7 +34,7 @@ async def main(a) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--record", default="201", help="MIT-BIH record (201 has atrial fibrillation)")
+    ap.add_argument("--record", default="210", help="MIT-BIH record (210: atrial fibrillation, held out from training)")
     ap.add_argument("--seconds", type=float, default=30.0, help="seconds of ECG to stream")
     ap.add_argument("--speed", type=float, default=10.0, help="speed-up (1 = real time)")
     ap.add_argument("--skew-ppm", type=float, default=0.0, help="sensor clock skew against the host, ppm")
