@@ -31,8 +31,10 @@ def read_recipe_file(cls: type[R], path: str | Path, path_keys: tuple[str, ...],
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"recipe {p} is not valid JSON ({e})") from e
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known) if isinstance(d, dict) else None
-    if not isinstance(d, dict) or unknown:
+    if not isinstance(d, dict):
+        raise ConfigError(f"recipe {p} must hold a JSON object with keys among {sorted(known)}")
+    unknown = sorted(set(d) - known)
+    if unknown:
         raise ConfigError(f"recipe {p}: unknown keys {unknown}; known: {sorted(known)}")
     base = p.parent
 
@@ -42,13 +44,14 @@ def read_recipe_file(cls: type[R], path: str | Path, path_keys: tuple[str, ...],
     for k in path_keys:
         if d.get(k):
             d[k] = rel(d[k])
-    data = dict(d.get("data") or {})
-    for k in ("records", "val_records"):
-        if data.get(k):
-            data[k] = [rel(r) for r in data[k]]
-    if data.get("record_labels"):
-        data["record_labels"] = rel(data["record_labels"])
-    d["data"] = data
+    if "data" in known:
+        data = dict(d.get("data") or {})
+        for k in ("records", "val_records"):
+            if data.get(k):
+                data[k] = [rel(r) for r in data[k]]
+        if data.get("record_labels"):
+            data["record_labels"] = rel(data["record_labels"])
+        d["data"] = data
     d.update({k: v for k, v in overrides.items() if v is not None})
     return cls(**d)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -52,7 +52,6 @@ class TeacherRecipe:
     samples_per_epoch: int = 12288
     device: str = "auto"
     seed: int = 0
-    data: dict = field(default_factory=dict)  # reserved: the teacher trains on Challenge 2017 only
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TeacherRecipe":

@@ -15,6 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_committed_recipes_load_and_point_at_committed_files():
+    from distill.teacher import TeacherRecipe
+
+    t = TeacherRecipe.from_file(ROOT / "configs" / "reference_teacher.json")
+    assert Path(t.out) == ROOT / "models" / "reference_teacher.pth" and t.width == "reduced" and t.epochs == 14
     s = DistillRecipe.from_file(ROOT / "configs" / "default_student.json")
     assert Path(s.teacher) == ROOT / "models" / "reference_teacher.pth" and Path(s.teacher).is_file()
     assert Path(s.out) == ROOT / "models" / "student.pth"
@@ -28,6 +32,9 @@ def test_recipe_file_errors_are_named(tmp_path):
     bad = tmp_path / "r.json"
     bad.write_text('{"teacher": "t.pth", "epoch": 3}')
     with pytest.raises(ConfigError, match="unknown keys \\['epoch'\\]"):
+        DistillRecipe.from_file(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="JSON object"):
         DistillRecipe.from_file(bad)
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
