@@ -36,3 +36,13 @@ def cinc2017_dir() -> Path:
 
 def mitdb_dir() -> Path:
     return shared_dir() / "data" / "mitdb"
+
+
+#: A file each shared data set has, by data set folder name.
+DATASET_MARKERS = {"cinc2017": "REFERENCE-v3.csv", "mitdb": "RECORDS"}
+
+
+def datasets_available(*names: str) -> bool:
+    """Whether the shared folder holds every data set in ``names`` (``"cinc2017"``, ``"mitdb"``); never raises."""
+    root = shared_dir(required=False)
+    return root is not None and all((root / "data" / n / DATASET_MARKERS[n]).is_file() for n in names)

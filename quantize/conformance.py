@@ -153,11 +153,9 @@ def _raw_samples(fs_in: float, config: PreprocessingConfig) -> int:
 
 def conformance_data_available() -> bool:
     """Whether the records the vectors come from (Challenge 2017 and MIT-BIH in ``shared/``) are here."""
-    from edge_sdk.paths import shared_dir
+    from edge_sdk.paths import datasets_available
 
-    root = shared_dir(required=False)
-    return root is not None and (root / "data" / "cinc2017" / "REFERENCE-v3.csv").is_file() \
-        and (root / "data" / "mitdb" / "RECORDS").is_file()
+    return datasets_available("cinc2017", "mitdb")
 
 
 def select_sources(config: PreprocessingConfig, held_out: list[str] | None = None, candidates: int = 1) -> list[dict]:

@@ -21,6 +21,7 @@ from distill.errors import CheckpointError
 from distill.recipe import read_recipe_file
 from edge_sdk.errors import DatasetError, EdgeSDKError
 from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
+from edge_sdk.paths import datasets_available
 
 from .build import build_bundle
 
@@ -72,14 +73,6 @@ def resolve_teacher(recipe: QuantizeRecipe, student_ckpt: dict, student_path: Pa
                  "student's own float outputs and the card has no teacher comparison"
 
 
-def mitdb_available() -> bool:
-    """Whether the MIT-BIH records of the chest-lead evaluation are found (``shared/data/mitdb``)."""
-    from edge_sdk.paths import shared_dir
-
-    root = shared_dir(required=False)
-    return root is not None and (root / "data" / "mitdb" / "RECORDS").is_file()
-
-
 def sample_calibration(train: WindowSet, n: int, seed: int = 0) -> np.ndarray:
     """``n`` training windows drawn without replacement (seeded), float32 ``(n, 5000)``."""
     if len(train) == 0:
@@ -125,7 +118,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     calib = sample_calibration(train, recipe.calibration_windows, recipe.seed)
     student = str(student_path)
     chest = None
-    if mitdb_available():
+    if datasets_available("mitdb"):
         from distill.chest_lead import split_windows
 
         chest = split_windows("test")

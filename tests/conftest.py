@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_sdk.paths import shared_dir
+from edge_sdk.paths import DATASET_MARKERS, shared_dir
 
 
 def _require(path: Path | None, what: str) -> Path:
@@ -32,7 +32,7 @@ def reference(shared) -> Path:
 def cinc(shared):
     from edge_sdk.datasets import Cinc2017
 
-    _require(shared / "data" / "cinc2017" / "REFERENCE-v3.csv", "Challenge 2017 data")
+    _require(shared / "data" / "cinc2017" / DATASET_MARKERS["cinc2017"], "Challenge 2017 data")
     return Cinc2017(shared / "data" / "cinc2017")
 
 
@@ -40,7 +40,7 @@ def cinc(shared):
 def mitdb(shared):
     from edge_sdk.datasets import MitBih
 
-    _require(shared / "data" / "mitdb" / "RECORDS", "MIT-BIH data")
+    _require(shared / "data" / "mitdb" / DATASET_MARKERS["mitdb"], "MIT-BIH data")
     return MitBih(shared / "data" / "mitdb")
 
 
