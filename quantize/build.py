@@ -146,11 +146,12 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     with torch.no_grad():
         torch_fp32 = activate(student(torch.from_numpy(x_test[:512])[:, None]).numpy(), activation)
     s_int8_backend = OnnxBackend(out / "student_int8.onnx", threads=2)
-    s_fp32 = _probs(OnnxBackend(out / "student_fp32.onnx", threads=2), x_test)
+    s_fp32_backend = OnnxBackend(out / "student_fp32.onnx", threads=2)
+    s_fp32 = _probs(s_fp32_backend, x_test)
     s_int8 = _probs(s_int8_backend, x_test)
     fidelity["student_onnx_fp32_vs_torch"] = {"max_abs_prob_error": float(np.abs(torch_fp32 - s_fp32[:512]).max())}
     fidelity["student_onnx_int8_vs_fp32"] = compare(s_fp32, s_int8, names, test, activation)
-    chest_figures("student_fp32.onnx", lambda x: _probs(OnnxBackend(out / "student_fp32.onnx", threads=2), x))
+    chest_figures("student_fp32.onnx", lambda x: _probs(s_fp32_backend, x))
     chest_figures("student_int8.onnx", lambda x: _probs(s_int8_backend, x))
 
     _log("ONNX Runtime Mobile: .ort and its required-operators config (onnxruntime's converter)")
