@@ -33,15 +33,19 @@ class WindowReader(CalibrationDataReader):
 
 def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration_windows: np.ndarray,
                        method: str = "minmax", input_range: float | None = None,
-                       float_first_conv: bool = False) -> dict:
+                       float_first_conv: bool = False, activation_bits: int = 8) -> dict:
     """Quantize ``fp32_path`` to ``int8_path``: QDQ, per-channel int8 weights, uint8 activations.
 
     The output activation (Softmax/Sigmoid) stays in float so probabilities are not rounded to 1/256.
     ``input_range``: quantize the model input on [-input_range, input_range] (the range the student was
     fine-tuned for, see :mod:`quantize.qat`) instead of its calibrated min/max. ``float_first_conv``: keep
     the first convolution (a few % of the MACs) in float, so the z-scored input is never rounded to 8 bits.
+    ``activation_bits=16``: every quantized activation of a Conv/Add/Relu at 16 bits (weights stay int8; for
+    measurements such as :mod:`quantize.precision_study`: ONNX Runtime's CPU provider runs it in float).
     Returns the quantization parameters for the model card.
     """
+    if activation_bits not in (8, 16):
+        raise ValueError(f"activation_bits must be 8 or 16, not {activation_bits}")
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,9 +58,16 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration
         exclude = [n.name for n in graph.node if n.op_type in ("Softmax", "Sigmoid") and n.output[0] == graph.output[0].name]
         if float_first_conv:
             exclude += [n.name for n in graph.node if n.op_type == "Conv"][:1]
+        if activation_bits == 16:
+            overrides = extra.setdefault("TensorQuantOverrides", {})
+            for n in graph.node:
+                if n.op_type in ("Conv", "Add", "Relu") and n.name not in exclude:
+                    overrides[n.output[0]] = [{"quant_type": QuantType.QUInt16}]
+            extra["UseQDQContribOps"] = True
         quantize_static(str(pre), str(int8_path), WindowReader(calibration_windows), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=methods[method], nodes_to_exclude=exclude, extra_options=extra)
-    return {"format": "QDQ", "weights": "int8 symmetric per-channel", "activations": "uint8 per-tensor",
+    return {"format": "QDQ", "weights": "int8 symmetric per-channel",
+            "activations": "uint8 per-tensor" if activation_bits == 8 else "uint16 per-tensor",
             "calibration": method, "calibration_windows": int(len(calibration_windows)),
             "float_nodes": exclude, "input_range": input_range}

@@ -19,67 +19,33 @@ import tempfile
 import time
 from pathlib import Path
 
+from typing import Callable
+
 import numpy as np
 
 from edge_sdk.bundle import load_bundle
+from edge_sdk.inference.onnx_backend import OnnxBackend
+
+from .build import _probs
+from .onnx_int8 import quantize_onnx_int8
 
 
-def _session(path: str | Path, threads: int = 1):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def onnx_probs(path: str | Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    s = _session(path, threads=2)
-    name = s.get_inputs()[0].name
-    return np.concatenate([s.run(None, {name: x[i:i + batch, None]})[0] for i in range(0, len(x), batch)])
-
-
-def latency_ms(path: str | Path, window: np.ndarray, runs: int = 200) -> float:
-    """Median single-thread latency of one window, ms."""
-    s = _session(path)
-    name = s.get_inputs()[0].name
-    one = window[None, None].astype(np.float32)
+def latency_ms(predict: Callable[[np.ndarray], np.ndarray], window: np.ndarray, runs: int = 200) -> float:
+    """Median latency of ``predict`` on one window ``(1, L)``, ms."""
+    one = window[None].astype(np.float32)
     for _ in range(20):
-        s.run(None, {name: one})
+        predict(one)
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        s.run(None, {name: one})
+        predict(one)
         times.append(time.perf_counter() - t0)
     return 1e3 * float(np.median(times))
 
 
-def quantize_variant(fp32: Path, out: Path, calib: np.ndarray, input_range: float, float_first_conv: bool,
-                     act16: bool = False) -> Path:
-    """The bundle's ONNX Runtime QDQ recipe, optionally with every activation at 16 bits."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from .onnx_int8 import WindowReader
-
-    pre = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
-    g = onnx.load(str(pre)).graph
-    exclude = [n.name for n in g.node if n.op_type in ("Softmax", "Sigmoid") and n.output[0] == g.output[0].name]
-    if float_first_conv:
-        exclude += [n.name for n in g.node if n.op_type == "Conv"][:1]
-    overrides = {g.input[0].name: [{"rmin": np.array(-input_range, np.float32), "rmax": np.array(input_range, np.float32)}]}
-    extra = {}
-    if act16:
-        for n in g.node:
-            if n.op_type in ("Conv", "Add", "Relu") and n.name not in exclude:
-                overrides.setdefault(n.output[0], [{}])[0]["quant_type"] = QuantType.QUInt16
-        extra["UseQDQContribOps"] = True
-    quantize_static(str(pre), str(out), WindowReader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
-                    extra_options={"TensorQuantOverrides": overrides, **extra})
-    return out
+def onnx_figures(path: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Probabilities on ``x`` (two threads) and single-thread latency of one window, ms."""
+    return _probs(OnnxBackend(path, threads=2), x), latency_ms(OnnxBackend(path, threads=1).predict, x[0])
 
 
 def tensor_sqnr(fp32: Path, int8: Path, x: np.ndarray, work: Path) -> dict[str, float]:
@@ -107,7 +73,7 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     calib = np.clip(sample_calibration(cinc2017_windows("train"), n_calibration, recipe.get("seed", 0)),
                     -INPUT_RANGE, INPUT_RANGE)
     fp32 = Path(bundle) / "student_fp32.onnx"
-    ref = onnx_probs(fp32, val)
+    ref = _probs(OnnxBackend(fp32, threads=2), val)
     rows: list[dict] = []
     out = {"data": f"Challenge 2017 validation split, {len(val)} windows", "variants": rows}
 
@@ -117,47 +83,39 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
                      "p99_abs_prob_error": float(np.quantile(err, 0.99)), "windows_over_0.03": float((err > 0.03).mean()),
                      "latency_ms_1_thread": ms})
 
-    row("fp32 (reference)", ref, latency_ms(fp32, val[0]))
+    row("fp32 (reference)", ref, latency_ms(OnnxBackend(fp32, threads=1).predict, val[0]))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        all8 = quantize_variant(fp32, work / "all8.onnx", calib, INPUT_RANGE, float_first_conv=False)
-        row("int8 everywhere (input too)", onnx_probs(all8, val), latency_ms(all8, val[0]))
-        ship = quantize_variant(fp32, work / "ship.onnx", calib, INPUT_RANGE, float_first_conv=True)
-        row("int8, first convolution float (shipped)", onnx_probs(ship, val), latency_ms(ship, val[0]))
-        a16 = quantize_variant(fp32, work / "a16.onnx", calib, INPUT_RANGE, float_first_conv=True, act16=True)
-        row("16-bit activations, int8 weights (ONNX Runtime)", onnx_probs(a16, val), latency_ms(a16, val[0]))
-        out["tensor_sqnr_db"] = tensor_sqnr(fp32, all8, val[:n_sqnr], work)
+        variants = {"int8 everywhere (input too)": ("all8", False, 8),
+                    "int8, first convolution float (shipped)": ("ship", True, 8),
+                    "16-bit activations, int8 weights (ONNX Runtime)": ("a16", True, 16)}
+        for name, (stem, float_first, bits) in variants.items():
+            path = work / f"{stem}.onnx"
+            quantize_onnx_int8(fp32, path, calib, input_range=INPUT_RANGE, float_first_conv=float_first,
+                               activation_bits=bits)
+            row(name, *onnx_figures(path, val))
+        out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
         if tflite16:
-            row(*_tflite_16x8(Path(bundle), b.card, calib, val))
+            row(*_tflite_16x8(Path(bundle), b.card, calib, val, work))
     return out
 
 
-def _tflite_16x8(bundle: Path, card: dict, calib: np.ndarray, val: np.ndarray) -> tuple[str, np.ndarray, float]:
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
-
+def _tflite_16x8(bundle: Path, card: dict, calib: np.ndarray, val: np.ndarray,
+                 work: Path) -> tuple[str, np.ndarray, float]:
     from distill.checkpoint import load_model
-    from .tflite_int8 import keras_student
+    from edge_sdk.inference.tflite_backend import TFLiteBackend
+
+    from .tflite_int8 import convert_tflite_int8
 
     ckpt = card["student"]["checkpoint"]
     recipe_qat = (card.get("recipe") or {}).get("qat_out")
     path = Path(recipe_qat) if recipe_qat and Path(recipe_qat).name == ckpt else bundle.parent.parent / "models" / ckpt
     student, _ = load_model(path)
-    conv = tf.lite.TFLiteConverter.from_keras_model(keras_student(student.eval(), card["output"]["activation"]))
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([w.reshape(1, -1, 1)] for w in calib)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    it = Interpreter(model_content=conv.convert(), num_threads=1)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    probs, times = [], []
-    for w in val:
-        it.set_tensor(i["index"], w.reshape(1, -1, 1))
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append(time.perf_counter() - t0)
-        probs.append(it.get_tensor(o["index"]).copy())
-    return "TFLite 16x8 (16-bit activations, int8 weights)", np.concatenate(probs), 1e3 * float(np.median(times))
+    model = work / "a16w8.tflite"
+    convert_tflite_int8(student, card["output"]["activation"], model, calib, activation_bits=16)
+    one = TFLiteBackend(model, threads=1)
+    return ("TFLite 16x8 (16-bit activations, int8 weights)", TFLiteBackend(model, threads=2).predict(val),
+            latency_ms(one.predict, val[0]))
 
 
 def markdown(result: dict) -> str:

@@ -71,8 +71,11 @@ def keras_student(student: nn.Module, activation: str, window_samples: int = WIN
 
 
 def convert_tflite_int8(student: nn.Module, activation: str, path: str | Path, calibration_windows: np.ndarray,
-                        window_samples: int = WINDOW_SAMPLES) -> dict:
-    """Write a full-integer (int8 in, int8 out, int8 ops) TFLite model; return its quantization parameters."""
+                        window_samples: int = WINDOW_SAMPLES, activation_bits: int = 8) -> dict:
+    """Write a full-integer (int8 in, int8 out, int8 ops) TFLite model; return its quantization parameters.
+
+    ``activation_bits=16``: TFLite's 16x8 mode instead (int16 activations, int8 weights, float input and
+    output; reference kernels, for measurements such as :mod:`quantize.precision_study`)."""
     import tensorflow as tf
 
     model = keras_student(student.eval(), activation, window_samples)
@@ -85,17 +88,24 @@ def convert_tflite_int8(student: nn.Module, activation: str, path: str | Path, c
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    if activation_bits == 16:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    elif activation_bits == 8:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    else:
+        raise ValueError(f"activation_bits must be 8 or 16, not {activation_bits}")
     data = conv.convert()
     Path(path).write_bytes(data)
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_content=data)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    return {"format": "full-integer", "ops": "TFLITE_BUILTINS_INT8", "input_dtype": "int8",
+    return {"format": "full-integer" if activation_bits == 8 else "16x8",
+            "ops": "TFLITE_BUILTINS_INT8" if activation_bits == 8 else "ACTIVATIONS_INT16_WEIGHTS_INT8",
+            "input_dtype": np.dtype(inp["dtype"]).name,
             "input_scale": float(inp["quantization"][0]), "input_zero_point": int(inp["quantization"][1]),
-            "output_dtype": "int8", "output_scale": float(out["quantization"][0]),
+            "output_dtype": np.dtype(out["dtype"]).name, "output_scale": float(out["quantization"][0]),
             "output_zero_point": int(out["quantization"][1]), "calibration_windows": int(len(calib)),
             "converter": f"tensorflow {tf.__version__}"}
