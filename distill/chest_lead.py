@@ -312,7 +312,7 @@ def _window_set(x: np.ndarray, y: np.ndarray, record_idx: np.ndarray, records: l
                      description)
 
 
-def split_windows(side: str, hop_s: float = 5.0, kinds: Sequence[str] = KINDS,
+def mitdb_side_windows(side: str, hop_s: float = 5.0, kinds: Sequence[str] = KINDS,
                   ds: MitBih | None = None, time_scales: Sequence[float] = (1.0,)) -> WindowSet:
     """:func:`chest_lead_windows` of one side (``"train"`` or ``"test"``) of :data:`MITDB_SPLIT`."""
     if side not in MITDB_SPLIT:

@@ -261,7 +261,7 @@ CHEST_LEAD_KEYS = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales":
 def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:
     """MIT-BIH chest-lead windows of the training side with the ``teacher_weight`` and ``sampling_weight``
     given in ``options`` (see :class:`DataSpec`); unknown keys are a :class:`DatasetError`."""
-    from .chest_lead import split_windows
+    from .chest_lead import mitdb_side_windows
 
     unknown = sorted(set(options) - set(CHEST_LEAD_KEYS))
     if unknown:
@@ -272,7 +272,7 @@ def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:
             raise DatasetError(f"chest_lead {k} must be a number in [0, 100], not {opts[k]!r}")
     if not isinstance(opts["time_scales"], (list, tuple)):
         raise DatasetError(f"chest_lead time_scales must be a list of numbers, not {opts['time_scales']!r}")
-    ws = split_windows("train", hop_s=hop_s, time_scales=opts["time_scales"])
+    ws = mitdb_side_windows("train", hop_s=hop_s, time_scales=opts["time_scales"])
     return replace(ws, teacher_weight=np.full(len(ws), opts["teacher_weight"], np.float32),
                    sampling_weight=np.full(len(ws), opts["sampling_weight"], np.float32))
 

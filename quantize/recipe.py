@@ -119,9 +119,9 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     student = str(student_path)
     chest = None
     if datasets_available("mitdb"):
-        from distill.chest_lead import split_windows
+        from distill.chest_lead import mitdb_side_windows
 
-        chest = split_windows("test")
+        chest = mitdb_side_windows("test")
         log(f"chest-lead evaluation: {len(chest)} MIT-BIH windows of the held-out side ({chest.description[:60]}...)")
     else:
         log("chest-lead evaluation skipped: MIT-BIH not found (set ECG_EDGE_SHARED to a folder with data/mitdb)")

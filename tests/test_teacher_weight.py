@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from distill.checkpoint import load_model
 from distill.data import WindowSet, cinc2017_windows, concat_window_sets
 from distill.distiller import DistillConfig, distill, hard_loss, kd_loss
+from distill.torch_dataset import predict
 from distill.trainer import TrainConfig
 from edge_sdk.errors import ConfigError, DatasetError, LabelError
 
@@ -62,9 +64,6 @@ def test_label_only_windows_learn_their_label_against_the_teacher(tmp_path, cinc
         out = tmp_path / f"{name}.pth"
         distill(models_dir / "reference_teacher.pth", out, data, None, cfg=DistillConfig(),
                 train_cfg=replace(cfg, out_dir=str(tmp_path / name)), cache=tmp_path)
-        from distill.checkpoint import load_model
-        from distill.torch_dataset import predict
-
         m, _ = load_model(out)
         other.append(torch.softmax(torch.from_numpy(predict(m, relabel.x)), 1)[:, 2].mean().item())
     assert other[0] > other[1] + 0.1
