@@ -96,6 +96,13 @@ def cinc2017_split(ds: Cinc2017) -> dict[str, list[str]]:
     return split_records(ds.records, [ds.labels[n] for n in ds.records], seed=SPLIT_SEED)
 
 
+def cinc2017_cache_path(split: str, names: Sequence[str], hop_s: float) -> Path:
+    """The cache file of the windows of ``names`` (one split of Challenge 2017) cut every ``hop_s`` seconds;
+    keyed by the records, the hop and the preprocessing settings."""
+    key = hashlib.sha256(json.dumps([list(names), hop_s, DEFAULT_CONFIG.to_dict()]).encode()).hexdigest()[:16]
+    return cache_dir() / f"cinc2017_{split}_{key}.npz"
+
+
 def cinc2017_windows(split: str, hop_s: float = 5.0, ds: Cinc2017 | None = None, limit: int | None = None,
                      workers: int | None = None) -> WindowSet:
     """Windows of one split (``train``/``val``/``test``) of Challenge 2017, cached on disk."""
@@ -103,8 +110,7 @@ def cinc2017_windows(split: str, hop_s: float = 5.0, ds: Cinc2017 | None = None,
     names = cinc2017_split(ds)[split]
     if limit:
         names = names[:limit]
-    key = hashlib.sha256(json.dumps([names, hop_s, DEFAULT_CONFIG.to_dict()]).encode()).hexdigest()[:16]
-    path = cache_dir() / f"cinc2017_{split}_{key}.npz"
+    path = cinc2017_cache_path(split, names, hop_s)
     if path.exists():
         with np.load(path) as z:
             return WindowSet(z["x"], z["y"], z["record_idx"], names, CINC2017_CLASSES, dict(CINC2017_LABEL_MAP),
