@@ -105,6 +105,23 @@ def teacher_targets(teacher: nn.Module, x: np.ndarray, teacher_id: str, cache: P
     return logits, feats
 
 
+def _teacher_targets_where_used(teacher: "Teacher", train: WindowSet, cache: Path | None,
+                                device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher logits and features of the training windows; windows with teacher weight 0 (which learn from
+    their label alone) are not run through the teacher and get zeros, which the loss never reads."""
+    if train.teacher_weight is None or bool((train.teacher_weight > 0).all()):
+        return teacher_targets(teacher.model, train.x, teacher.sha256, cache, device)
+    used = np.flatnonzero(train.teacher_weight > 0)
+    if not len(used):
+        n_out = len(teacher.labels)
+        return np.zeros((len(train), n_out), np.float32), np.zeros((len(train), 1), np.float32)
+    lo, fe = teacher_targets(teacher.model, train.x[used], teacher.sha256, cache, device)
+    logits = np.zeros((len(train), lo.shape[1]), lo.dtype)
+    feats = np.zeros((len(train), fe.shape[1]), fe.dtype)
+    logits[used], feats[used] = lo, fe
+    return logits, feats
+
+
 @dataclass
 class Teacher:
     """A loaded teacher: model (eval mode), checkpoint dict, label table, sha256 and identity for cards."""
@@ -190,9 +207,10 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     if (cfg.alpha < 1.0 or trust) and train.labeled:
         y_train, supervised = hard_targets(train.y, train.classes, train.label_map, student_labels, unmapped,
                                            where=train.description or "training data")
-    t_logits, t_feats = teacher_targets(teacher.model, train.x, teacher.sha256, cache, train_cfg.device)
+    t_logits, t_feats = _teacher_targets_where_used(teacher, train, cache, train_cfg.device)
     t_logits = np.ascontiguousarray(t_logits[:, sel])
-    feat_scale = t_feats.std(0, keepdims=True) + 1e-6
+    spoken = train.teacher_weight > 0 if trust and bool((train.teacher_weight > 0).any()) else slice(None)
+    feat_scale = t_feats[spoken].std(0, keepdims=True) + 1e-6  # over the windows the teacher speaks for
     t_feats_n = (t_feats / feat_scale).astype(np.float32)
     v_logits = None
     if val is not None and len(val):

@@ -67,6 +67,9 @@ def test_label_only_windows_learn_their_label_against_the_teacher(tmp_path, cinc
         m, _ = load_model(out)
         other.append(torch.softmax(torch.from_numpy(predict(m, relabel.x)), 1)[:, 2].mean().item())
     assert other[0] > other[1] + 0.1
+    # the teacher ran on the windows it speaks for only: the label-only run cached targets of `train` alone
+    rows = sorted(np.load(f)["logits"].shape[0] for f in tmp_path.glob("teacher_targets_*.npz"))
+    assert rows == [len(train), len(train) + len(normal)]
 
 
 def test_unlabeled_windows_cannot_skip_the_teacher(tmp_path, cinc, models_dir):
