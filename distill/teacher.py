@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .augment import WearableAugment
 from .checkpoint import save_checkpoint
 from .data import SPLIT_SEED, cinc2017_windows
 from .labels import hard_targets
@@ -42,7 +43,8 @@ FULL_TEACHER = Net1DConfig(use_bn=True, n_classes=len(REFERENCE_LABELS))
 @dataclass
 class TeacherRecipe:
     """Every choice behind the reference teacher (``configs/reference_teacher.json``; ``out`` relative to the
-    file). ``width``: ``reduced`` (CPU) or ``full`` (ECGFounder width, GPU advised)."""
+    file). ``width``: ``reduced`` (CPU) or ``full`` (ECGFounder width, GPU advised). ``augment``: settings of
+    :class:`~distill.augment.WearableAugment` (``{}`` = its defaults; ``None`` = no augmentation)."""
 
     out: str = "models/reference_teacher.pth"
     width: str = "reduced"
@@ -52,6 +54,7 @@ class TeacherRecipe:
     samples_per_epoch: int = 12288
     device: str = "auto"
     seed: int = 0
+    augment: dict | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TeacherRecipe":
@@ -66,10 +69,12 @@ def run_teacher_recipe(recipe: TeacherRecipe, force: bool = False, resume: bool 
 
     if recipe.width not in ("reduced", "full"):
         raise ConfigError(f"teacher width must be reduced or full, not {recipe.width!r}")
+    if recipe.augment is not None:
+        WearableAugment.from_dict(recipe.augment)  # bad settings fail before any data is read
     out = Path(recipe.out)
     cfg = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                       samples_per_epoch=recipe.samples_per_epoch, device=recipe.device, seed=recipe.seed,
-                      resume=resume, out_dir=str(out.parent / "teacher_run"))
+                      resume=resume, out_dir=str(out.parent / "teacher_run"), augment=recipe.augment)
     return train_reference_teacher(out, FULL_TEACHER if recipe.width == "full" else REDUCED_TEACHER, cfg,
                                    limit=limit, force=force, recipe=asdict(recipe))
 

@@ -24,6 +24,8 @@ from tqdm import tqdm
 
 from edge_sdk.errors import EdgeSDKError
 
+from .augment import WearableAugment
+
 
 @dataclass
 class TrainConfig:
@@ -39,6 +41,7 @@ class TrainConfig:
     out_dir: str = "runs/train"
     resume: bool = False
     threads: int = 0  # CPU threads for torch (0 = torch default)
+    augment: dict | None = None  # WearableAugment settings (distill.augment); None = no augmentation
 
 
 def seed_everything(seed: int) -> None:
@@ -99,7 +102,8 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
     """Train ``model`` with AdamW + one-cycle cosine LR; keep the epoch with the best ``evaluate()[score_key]``.
 
     ``loss_fn(model, batch)`` gets the (DDP-wrapped) model and a dict batch on the device. ``extra_modules``
-    (e.g. a feature-hint projection) are trained alongside. ``save_best(model, metrics)`` is called on rank 0.
+    (e.g. a feature-hint projection) are trained alongside. ``cfg.augment`` turns on
+    :class:`~distill.augment.WearableAugment` on each training batch (on the training device). ``save_best(model, metrics)`` is called on rank 0.
     Returns the history: one dict of metrics per epoch. ``cfg.resume`` continues from ``out_dir/last.pt``.
     """
     rank, world, local_rank = distributed_context()
@@ -110,6 +114,7 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.to(device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed window length: let cuDNN pick its kernels
     trainable = nn.ModuleList([model] + ([extra_modules.to(device)] if extra_modules is not None else []))
     net: nn.Module = model
     if world > 1:
@@ -120,6 +125,8 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
     opt = torch.optim.AdamW(trainable.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * len(loader)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
+    augment = WearableAugment.from_dict(cfg.augment) if cfg.augment is not None else None
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + rank) if augment else None
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: list[dict] = []
@@ -150,6 +157,8 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, unit="batch", leave=False)
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            if augment is not None:
+                batch["x"] = augment(batch["x"], aug_gen)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 loss = loss_fn(net, batch)
             opt.zero_grad(set_to_none=True)
