@@ -27,6 +27,7 @@ from edge_sdk.outputs import check_new_file
 
 from .checkpoint import load_net1d, save_checkpoint
 from .data import WindowSet, save_npz_atomic
+from .ensemble import is_ensemble_file, load_teacher_ensemble
 from .labels import checkpoint_label_table, hard_targets
 from .metrics import evaluate_by_name, flat_metrics, record_classes, scorable_outputs
 from .net1d import ECGFOUNDER_1LEAD, Net1DConfig
@@ -136,10 +137,14 @@ class Teacher:
     def identity(self, selected: list[str] | None = None) -> dict:
         """What a student checkpoint and a model card record about this teacher."""
         cfg = self.config
-        full = Net1DConfig.from_dict({**cfg, "n_classes": ECGFOUNDER_1LEAD.n_classes}) == ECGFOUNDER_1LEAD \
-            if isinstance(cfg, dict) else False
+        if isinstance(cfg, dict) and "ensemble" in cfg:
+            width = f"ensemble of {len(cfg['ensemble'])}"
+        else:
+            full = Net1DConfig.from_dict({**cfg, "n_classes": ECGFOUNDER_1LEAD.n_classes}) == ECGFOUNDER_1LEAD \
+                if isinstance(cfg, dict) else False
+            width = "full" if full else "reduced"
         return {"path": str(self.path), "name": self.path.name, "sha256": self.sha256, "config": cfg,
-                "width": "full" if full else "reduced", "params": count_params(self.model),
+                "width": width, "params": count_params(self.model),
                 "n_outputs": len(self.labels), "label_vocabulary": self.labels.vocabulary,
                 "outputs_used": selected if selected is not None else self.labels.names,
                 "meta": {k: v for k, v in (self.ckpt.get("meta") or {}).items() if k in ("role", "width", "val")}}
@@ -150,7 +155,15 @@ def load_teacher(path: str | Path, config: dict | None = None, label_names: Sequ
 
     ``config`` (Net1D config dict) is needed for official checkpoints of another width than ECGFounder's;
     ``label_names`` for checkpoints that store no names and do not have ECGFounder's 150 outputs.
+    A ``.json`` path is a teacher ensemble (:mod:`distill.ensemble`): its members carry their own configs
+    and names, so ``config`` must be ``None`` or the ensemble description a card recorded.
     """
+    if is_ensemble_file(path):
+        if (config is not None and "ensemble" not in config) or label_names is not None:
+            raise ConfigError(f"{Path(path).name} is a teacher ensemble: its members carry their own Net1D configs "
+                              "and output names; leave out the teacher config and teacher labels")
+        model, table, description = load_teacher_ensemble(path)
+        return Teacher(model, {"meta": {"role": "teacher_ensemble"}}, table, sha256_of(path), Path(path), description)
     model, ckpt = load_net1d(path, config)
     table = checkpoint_label_table(ckpt, model.config.n_classes, label_names, where=f"teacher {Path(path).name}")
     return Teacher(model, ckpt, table, sha256_of(path), Path(path), model.config.to_dict())
