@@ -1,5 +1,5 @@
-"""Rebuild the shipped models from the committed recipes, in order: teacher (optional, about 35 min on 2 CPU
-cores), student, bundle. ``ecg-edge rebuild`` calls :func:`rebuild`; every stage refuses to overwrite its
+"""Rebuild the shipped models from the committed recipes, in order: teacher (optional: the two ensemble members,
+about 35 min and, without a GPU, a few hours on 2 CPU cores; then the ensemble file), student, bundle. ``ecg-edge rebuild`` calls :func:`rebuild`; every stage refuses to overwrite its
 outputs unless ``force``, and every checkpoint stores the recipe it was built from."""
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from edge_sdk.errors import ConfigError
 
 #: Stage -> its recipe file in ``configs/``.
 RECIPES = {"teacher": "reference_teacher.json", "student": "default_student.json", "bundle": "default_bundle.json"}
+#: More recipe files of the teacher stage: the second ensemble member, then the ensemble file naming both.
+TEACHER_EXTRA = ("reference_teacher_gpu.json", "teacher_ensemble.json")
 DEFAULT_STAGES = ("student", "bundle")
 
 
@@ -21,6 +23,7 @@ def rebuild(configs: str | Path, stages: Sequence[str] = DEFAULT_STAGES, force: 
     from .results_table import BEGIN, update_readme
 
     from distill.recipe import DistillRecipe, run_distill_recipe
+    from distill.ensemble import EnsembleRecipe
     from distill.teacher import TeacherRecipe, run_teacher_recipe
 
     from .recipe import QuantizeRecipe, run_recipe
@@ -30,17 +33,23 @@ def rebuild(configs: str | Path, stages: Sequence[str] = DEFAULT_STAGES, force: 
         raise ConfigError(f"unknown stages {unknown or list(stages)}; choose from {list(RECIPES)}")
     folder = Path(configs)
     paths = {s: folder / RECIPES[s] for s in RECIPES if s in stages}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
+    extra = [folder / f for f in TEACHER_EXTRA] if "teacher" in stages else []
+    missing = [str(p) for p in [*paths.values(), *extra] if not p.is_file()]
     if missing:
         raise ConfigError(f"recipe files not found: {missing}")
     recipes = {"teacher": TeacherRecipe, "student": DistillRecipe, "bundle": QuantizeRecipe}
     loaded = {s: recipes[s].from_file(p) for s, p in paths.items()}  # every file is checked before any work
+    second, ensemble = (TeacherRecipe.from_file(extra[0]), EnsembleRecipe.from_file(extra[1])) if extra else (None, None)
     if readme is not None and BEGIN not in Path(readme).read_text(encoding="utf-8"):
         raise ConfigError(f"{readme} has no '{BEGIN}' marker for the result tables")
     results = {}
     if "teacher" in loaded:
         log(f"[rebuild] teacher from {paths['teacher']}")
         results["teacher"] = run_teacher_recipe(loaded["teacher"], force=force)
+        log(f"[rebuild] second ensemble member from {extra[0]} (GPU advised)")
+        results["teacher_gpu"] = run_teacher_recipe(second, force=force)
+        log(f"[rebuild] teacher ensemble from {extra[1]}")
+        results["teacher_ensemble"] = ensemble.run(force=force)
     if "student" in loaded:
         log(f"[rebuild] student from {paths['student']}")
         results["student"] = run_distill_recipe(loaded["student"], force=force, log=log)

@@ -27,6 +27,13 @@ def test_rebuild_checks_every_recipe_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="marker"):
         rebuild(tmp_path, ["student", "bundle"], readme=readme)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "default_bundle.json", "default_student.json"]
+    shutil.copy(ROOT / "configs" / "reference_teacher.json", tmp_path)  # the teacher stage needs its ensemble's recipes too
+    with pytest.raises(ConfigError, match="reference_teacher_gpu.json"):
+        rebuild(tmp_path, ["teacher"])
+    shutil.copy(ROOT / "configs" / "reference_teacher_gpu.json", tmp_path)
+    (tmp_path / "teacher_ensemble.json").write_text('{"members": ["a.pth"]}')
+    with pytest.raises(ConfigError, match="at least two"):
+        rebuild(tmp_path, ["teacher"])
 
 
 def test_readme_tables_are_the_committed_cards_numbers(bundle_dir, tmp_path):
