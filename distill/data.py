@@ -262,6 +262,8 @@ class DataSpec:
 
 
 CHEST_LEAD_KEYS = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [1.0]}
+#: The chest-lead options of the shipped student (``configs/default_student.json``); ``distill --chest-lead``.
+DEFAULT_CHEST_LEAD = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [0.85, 1.0, 1.2, 1.4, 1.6]}
 
 
 def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:

@@ -23,6 +23,9 @@ def test_committed_recipes_load_and_point_at_committed_files():
     assert Path(s.teacher) == ROOT / "models" / "reference_teacher.pth" and Path(s.teacher).is_file()
     assert Path(s.out) == ROOT / "models" / "student.pth"
     assert s.data.get("chest_lead", {}).get("teacher_weight") == 0.0
+    from distill.data import DEFAULT_CHEST_LEAD
+
+    assert s.data["chest_lead"] == DEFAULT_CHEST_LEAD, "`distill --chest-lead` gives the shipped student's options"
     q = QuantizeRecipe.from_file(ROOT / "configs" / "default_bundle.json")
     assert Path(q.student) == Path(s.out), "the bundle is built from the student the student recipe writes"
     assert q.data.get("chest_lead") == s.data.get("chest_lead")
