@@ -19,8 +19,16 @@ def test_committed_recipes_load_and_point_at_committed_files():
 
     t = TeacherRecipe.from_file(ROOT / "configs" / "reference_teacher.json")
     assert Path(t.out) == ROOT / "models" / "reference_teacher.pth" and t.width == "reduced" and t.epochs == 14
+    g = TeacherRecipe.from_file(ROOT / "configs" / "reference_teacher_gpu.json")
+    assert Path(g.out) == ROOT / "models" / "reference_teacher_gpu.pth" and g.augment == {} and g.seed == 1
+    from distill.ensemble import EnsembleRecipe
+
+    e = EnsembleRecipe.from_file(ROOT / "configs" / "teacher_ensemble.json")
+    assert [Path(m).resolve() for m in e.members] == [Path(t.out), Path(g.out)]
     s = DistillRecipe.from_file(ROOT / "configs" / "default_student.json")
-    assert Path(s.teacher) == ROOT / "models" / "reference_teacher.pth" and Path(s.teacher).is_file()
+    assert Path(s.teacher) == Path(e.out) == ROOT / "models" / "teacher_ensemble.json" and Path(s.teacher).is_file()
+    ens = json.loads(Path(s.teacher).read_text())
+    assert [m["path"] for m in ens["members"]] == ["reference_teacher.pth", "reference_teacher_gpu.pth"]
     assert Path(s.out) == ROOT / "models" / "student.pth"
     assert s.data.get("chest_lead", {}).get("teacher_weight") == 0.0
     from distill.data import DEFAULT_CHEST_LEAD
