@@ -1,6 +1,7 @@
-"""Rebuild the shipped models from the committed recipes, in order: teacher (optional: the two ensemble members,
-about 35 min and, without a GPU, a few hours on 2 CPU cores; then the ensemble file), student, bundle. ``ecg-edge rebuild`` calls :func:`rebuild`; every stage refuses to overwrite its
-outputs unless ``force``, and every checkpoint stores the recipe it was built from."""
+"""Rebuild the shipped models from the committed recipes, in order: teacher (optional: the two ensemble
+members, about 35 min and, without a GPU, a few hours on 2 CPU cores; then the ensemble file), student,
+bundle. ``ecg-edge rebuild`` calls :func:`rebuild`; every stage refuses to overwrite its outputs unless
+``force``, and every checkpoint stores the recipe it was built from."""
 from __future__ import annotations
 
 from pathlib import Path
