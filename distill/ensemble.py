@@ -136,30 +136,27 @@ def _check_same_labels(tables: list[LabelTable], members: Sequence) -> None:
                              f"{first.names} ({first.activation}); members must share one label table")
 
 
+@dataclass
 class EnsembleRecipe:
     """``configs/teacher_ensemble.json``: ``{"out": ensemble file, "members": [checkpoints]}``, paths relative to
     the recipe file. :meth:`run` writes the ensemble file (see :func:`write_teacher_ensemble`)."""
 
-    def __init__(self, out: str, members: Sequence[str]):
-        if not isinstance(members, (list, tuple)) or len(members) < 2:
-            raise ConfigError(f"an ensemble recipe needs a list of at least two members, got {members!r}")
-        self.out, self.members = out, [str(m) for m in members]
+    out: str = "models/teacher_ensemble.json"
+    members: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.members, (list, tuple)) or len(self.members) < 2:
+            raise ConfigError(f"an ensemble recipe needs a list of at least two members, got {self.members!r}")
+        self.members = [str(m) for m in self.members]
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "EnsembleRecipe":
         from .recipe import read_recipe_file
 
-        recipe = read_recipe_file(_EnsembleFields, path, ("out",), overrides)
+        recipe = read_recipe_file(cls, path, ("out",), overrides)
         base = Path(path).parent
-        members = [str(base / m) if not Path(m).is_absolute() else m for m in recipe.members]
-        return cls(recipe.out, members)
+        recipe.members = [str(base / m) if not Path(m).is_absolute() else m for m in recipe.members]
+        return recipe
 
     def run(self, force: bool = False) -> dict:
         return write_teacher_ensemble(self.out, self.members, force)
-
-
-
-@dataclass
-class _EnsembleFields:
-    out: str = "models/teacher_ensemble.json"
-    members: list = field(default_factory=list)

@@ -26,7 +26,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from distill.data import SPLIT_SEED, cinc2017_cache_path, cinc2017_split, cinc2017_windows, save_npz_atomic  # noqa: E402
-from distill.labels import CINC2017_LABEL_MAP  # noqa: E402,F401
 from edge_sdk.datasets import CINC2017_CLASSES, Cinc2017  # noqa: E402
 from edge_sdk.windowing import record_windows  # noqa: E402
 
