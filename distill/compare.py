@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .data import cinc2017_windows
+import numpy as np
+
+from .data import WindowSet, cinc2017_windows
 from .distiller import activate, load_teacher
 from .labels import challenge2017_f1
 from .metrics import evaluate_by_name
@@ -22,18 +24,24 @@ from .student import count_params
 from .torch_dataset import predict
 
 
+def split_figures(probs: np.ndarray, names: Sequence[str], activation: str, ws: WindowSet) -> dict:
+    """Record-level figures of window probabilities ``probs`` (n_windows, n_outputs) on window set ``ws``:
+    ``{"auroc": {name: v}, "mean_auroc", "f1": {name: v} or None, "challenge_f1", "records", "windows"}``."""
+    r = evaluate_by_name(probs, list(names), ws.record_idx, ws.y, ws.classes, ws.label_map, activation)
+    return {"auroc": r["auroc"], "mean_auroc": r["mean_auroc"], "f1": r.get("f1"),
+            "challenge_f1": challenge2017_f1(r.get("f1") or {}), "records": len(ws.records), "windows": len(ws)}
+
+
 def compare_teachers(paths: Sequence[str | Path], split: str = "val", limit: int | None = None) -> list[dict]:
     """Figures of each teacher at ``paths`` on ``split`` (``val`` or ``test``; its first ``limit`` records when
-    given): ``[{"teacher", "params", "auroc": {name: v}, "mean_auroc", "challenge_f1", "records", "windows"}]``."""
+    given): ``[{"teacher", "params", **split_figures(...)}]``."""
     ws = cinc2017_windows(split, limit=limit)
     rows = []
     for p in paths:
         t = load_teacher(p)
         probs = activate(predict(t.model, ws.x, desc=f"{Path(p).name} on {split}"), t.labels.activation)
-        r = evaluate_by_name(probs, t.labels.names, ws.record_idx, ws.y, ws.classes, ws.label_map, t.labels.activation)
-        rows.append({"teacher": str(p), "params": count_params(t.model), "auroc": r["auroc"],
-                     "mean_auroc": r["mean_auroc"], "challenge_f1": challenge2017_f1(r.get("f1") or {}),
-                     "records": len(ws.records), "windows": len(ws)})
+        rows.append({"teacher": str(p), "params": count_params(t.model),
+                     **split_figures(probs, t.labels.names, t.labels.activation, ws)})
     return rows
 
 

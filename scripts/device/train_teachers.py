@@ -76,31 +76,26 @@ def probe_rate(width_cfg, batch: int, device: str, steps: int = 8) -> float:
 
 
 def score(ckpt: Path, device: str, records: int | None = None) -> tuple[dict, dict]:
-    """Test figures of a teacher checkpoint and its logits on every split (its first ``records`` records)."""
+    """Val and test figures of a teacher checkpoint and its logits on every split (its first ``records``
+    records)."""
     import numpy as np
-    import torch
 
-    from distill.checkpoint import load_net1d
+    from distill.compare import split_figures
     from distill.data import cinc2017_windows
-    from distill.labels import challenge2017_f1, checkpoint_label_table
-    from distill.metrics import evaluate_by_name
+    from distill.distiller import activate, load_teacher
     from distill.torch_dataset import predict
 
-    model, raw = load_net1d(ckpt)
-    names = checkpoint_label_table(raw, model.config.n_classes, None, where=ckpt.name).names
+    teacher = load_teacher(ckpt)
     logits, figures = {}, {}
     for split in ("train", "val", "test"):
         ws = cinc2017_windows(split)
         if records:
             keep = ws.record_idx < records
             ws = replace(ws, x=ws.x[keep], y=ws.y[keep], record_idx=ws.record_idx[keep], records=ws.records[:records])
-        logits[split] = predict(model.float(), ws.x, batch_size=512, device=device)
+        logits[split] = predict(teacher.model.float(), ws.x, batch_size=512, device=device)
         if split != "train":
-            probs = torch.softmax(torch.from_numpy(logits[split]), 1).numpy()
-            r = evaluate_by_name(probs, names, ws.record_idx, ws.y, ws.classes, ws.label_map, "softmax")
-            figures[split] = {"auroc": r["auroc"], "mean_auroc": r["mean_auroc"], "f1": r.get("f1"),
-                              "challenge_f1": challenge2017_f1(r.get("f1") or {}), "windows": len(ws),
-                              "records": len(ws.records)}
+            probs = activate(logits[split], teacher.labels.activation)
+            figures[split] = split_figures(probs, teacher.labels.names, teacher.labels.activation, ws)
     return figures, {k: v.astype(np.float32) for k, v in logits.items()}
 
 
