@@ -23,6 +23,7 @@ from edge_sdk.bundle import sha256_of
 from edge_sdk.labels import LabelTable
 
 from .errors import CheckpointError
+from .labels import checkpoint_label_table
 from .net1d import ECGFOUNDER_1LEAD, Net1D, Net1DConfig
 
 
@@ -91,6 +92,15 @@ def load_net1d(path: str | Path, config: Net1DConfig | dict | None = None) -> tu
                               "pass the config the checkpoint was trained with (--teacher-config JSON)") from e
     model.eval()
     return model, ckpt
+
+
+def load_net1d_labeled(path: str | Path, config: Net1DConfig | dict | None = None,
+                       label_names=None) -> tuple[Net1D, dict[str, Any], LabelTable]:
+    """:func:`load_net1d` plus the checkpoint's label table (:func:`distill.labels.checkpoint_label_table`;
+    ``label_names`` for checkpoints that store none)."""
+    model, ckpt = load_net1d(path, config)
+    return model, ckpt, checkpoint_label_table(ckpt, model.config.n_classes, label_names,
+                                               where=f"teacher {Path(path).name}")
 
 
 def read_net1d_config(path: str | Path) -> dict:

@@ -25,10 +25,10 @@ from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.labels import LabelTable, parse_label_list
 from edge_sdk.outputs import check_new_file
 
-from .checkpoint import load_net1d, save_checkpoint
+from .checkpoint import load_net1d_labeled, save_checkpoint
 from .data import WindowSet, save_npz_atomic
 from .ensemble import is_ensemble_file, load_teacher_ensemble
-from .labels import checkpoint_label_table, hard_targets
+from .labels import hard_targets
 from .metrics import evaluate_by_name, flat_metrics, record_classes, scorable_outputs
 from .net1d import ECGFOUNDER_1LEAD, Net1DConfig
 from .student import EdgeStudent, StudentConfig, count_macs, count_params
@@ -164,8 +164,7 @@ def load_teacher(path: str | Path, config: dict | None = None, label_names: Sequ
                               "and output names; leave out the teacher config and teacher labels")
         model, table, description = load_teacher_ensemble(path)
         return Teacher(model, {"meta": {"role": "teacher_ensemble"}}, table, sha256_of(path), Path(path), description)
-    model, ckpt = load_net1d(path, config)
-    table = checkpoint_label_table(ckpt, model.config.n_classes, label_names, where=f"teacher {Path(path).name}")
+    model, ckpt, table = load_net1d_labeled(path, config, label_names)
     return Teacher(model, ckpt, table, sha256_of(path), Path(path), model.config.to_dict())
 
 

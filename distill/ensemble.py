@@ -25,9 +25,8 @@ from edge_sdk.errors import ConfigError, LabelError
 from edge_sdk.labels import LabelTable
 from edge_sdk.outputs import check_new_file
 
-from .checkpoint import load_net1d
+from .checkpoint import load_net1d_labeled
 from .errors import CheckpointError
-from .labels import checkpoint_label_table
 
 FORMAT = "ecg-edge teacher ensemble"
 COMBINE = "mean_probability"
@@ -72,11 +71,7 @@ def write_teacher_ensemble(out: str | Path, members: Sequence[str | Path], force
     if len(members) < 2:
         raise ConfigError("an ensemble needs at least two member checkpoints")
     check_new_file(out, force, "teacher ensemble file")
-    tables = []
-    for m in members:
-        model, ckpt = load_net1d(m)
-        tables.append(checkpoint_label_table(ckpt, model.config.n_classes, None, where=f"teacher {Path(m).name}"))
-    _check_same_labels(tables, members)
+    _check_same_labels([load_net1d_labeled(m)[2] for m in members], members)
     base = out.resolve().parent
     entries = []
     for m in members:
@@ -118,9 +113,9 @@ def load_teacher_ensemble(path: str | Path) -> tuple[TeacherEnsemble, LabelTable
         if entry.get("sha256") and entry["sha256"] != sha:
             raise CheckpointError(f"{p}: member {entry['path']} has changed since the ensemble was written (sha256 "
                                   f"{sha[:12]}... instead of {entry['sha256'][:12]}...); write the ensemble again")
-        model, ckpt = load_net1d(mp)
+        model, _, table = load_net1d_labeled(mp)
         models.append(model)
-        tables.append(checkpoint_label_table(ckpt, model.config.n_classes, None, where=f"teacher {mp.name}"))
+        tables.append(table)
         described.append({"path": entry["path"], "sha256": sha, "config": model.config.to_dict()})
     if len(models) < 2:
         raise CheckpointError(f"{p}: an ensemble needs at least two members")
