@@ -213,6 +213,16 @@ def _run_distill(a) -> int:
     return 0
 
 
+def _index_list(text: str) -> list[int]:
+    """'0,1,3' -> [0, 1, 3]; 'none' -> []."""
+    if text.strip().lower() == "none":
+        return []
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated indices such as 0,1,2 or 'none'") from None
+
+
 def _add_quantize(sub) -> None:
     p = _parser(
         sub, "quantize", help="student -> ONNX fp32, int8 ONNX (QDQ) and int8 TFLite, with fidelity, in an app bundle",
@@ -251,8 +261,9 @@ def _add_quantize(sub) -> None:
                    help="training windows drawn per QAT epoch [default: 8192]")
     p.add_argument("--qat-self-weight", type=float, default=None,
                    help="weight of the float-vs-fake-quantized agreement term during QAT [default: 4.0]")
-    p.add_argument("--int8-first-conv", action="store_true", default=None,
-                   help="quantize the first convolution too (default keeps it float in the ONNX int8 model)")
+    p.add_argument("--float-convs", type=_index_list, default=None, metavar="I,J,...",
+                   help="convolutions (0 = the first, in graph order) kept in float in the ONNX int8 model; "
+                        "'none' quantizes them all [default: 0]")
     p.set_defaults(func=_run_quantize)
 
 
@@ -272,7 +283,7 @@ def _run_quantize(a) -> int:
                      calibration_method=a.calibration_method, qat_epochs=a.qat_epochs,
                      qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
                      include_teacher=a.include_teacher,
-                     tflite=False if a.no_tflite else None, float_first_conv=False if a.int8_first_conv else None,
+                     tflite=False if a.no_tflite else None, float_convs=a.float_convs,
                      data=data or None)
     if not a.config and not a.student:
         raise SystemExit("ecg-edge quantize: give --student (or --config RECIPE.json)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ def teacher_probabilities(teacher: Teacher, names: list[str], x: np.ndarray) -> 
 
 def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.ndarray, test: WindowSet,
                  val: WindowSet | None = None, teacher: Teacher | None = None, tflite: bool = True,
-                 hop_seconds: float = 5.0, calibration_method: str = "minmax", float_first_conv: bool = True,
+                 hop_seconds: float = 5.0, calibration_method: str = "minmax", float_convs: Sequence[int] = (0,),
                  include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
                  with_conformance: bool = True, chest: WindowSet | None = None) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
@@ -75,8 +76,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     per-label thresholds (otherwise 0.5, stated in the card). ``teacher`` (with a label table covering the
     student's labels) adds comparison figures, and its ONNX files with ``include_teacher``. A student
     fine-tuned with :mod:`quantize.qat` carries its input range; the int8 models quantize the input on it.
-    ``float_first_conv`` keeps the first convolution of the ONNX int8 student in float (the TFLite model is
-    full-integer regardless). ``out_dir`` must be missing or empty unless ``force``; the bundle is built
+    ``float_convs``: the student's convolutions (indices in graph order) kept in float in the ONNX int8 model
+    (the TFLite model is full-integer regardless). ``out_dir`` must be missing or empty unless ``force``; the bundle is built
     in a sibling folder and moved into place only when complete. ``recipe`` is recorded in the card.
     The bundle also gets the mobile files (``student_int8.ort`` + its required-operators config; the TFLite
     signature named like the card, labels inside), the preprocessing specification, conformance vectors
@@ -98,7 +99,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     out = staging_dir(final)
     try:
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
-                      hop_seconds, calibration_method, float_first_conv, include_teacher, recipe, with_conformance,
+                      hop_seconds, calibration_method, float_convs, include_teacher, recipe, with_conformance,
                       chest)
     except BaseException:
         import shutil
@@ -115,7 +116,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
 
 def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Path, calibration, test, val,
-           teacher, tflite, hop_seconds, calibration_method, float_first_conv, include_teacher, recipe,
+           teacher, tflite, hop_seconds, calibration_method, float_convs, include_teacher, recipe,
            with_conformance=True, chest: WindowSet | None = None) -> dict:
     names, activation = table.names, table.activation
     chest_models: dict[str, dict] = {}
@@ -135,7 +136,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
         calibration = np.clip(calibration, -input_range, input_range)
     _log(f"int8 QDQ with {len(calibration)} calibration windows")
     qparams = quantize_onnx_int8(out / "student_fp32.onnx", out / "student_int8.onnx", calibration, calibration_method,
-                                 input_range=input_range, float_first_conv=float_first_conv)
+                                 input_range=input_range, float_convs=float_convs)
     files["student_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "student", "format": "onnx"}
     files["student_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "student", "format": "onnx",
                                   "quantization": qparams}
@@ -198,7 +199,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
             wrapped = SelectOutputs(teacher.model, teacher.labels.indices(names)).eval()
             export_onnx(wrapped, out / "teacher_fp32.onnx", teacher.labels.activation)
             tq = quantize_onnx_int8(out / "teacher_fp32.onnx", out / "teacher_int8.onnx", calibration,
-                                    calibration_method, float_first_conv=float_first_conv)
+                                    calibration_method, float_convs=(0,) if 0 in float_convs else ())
             files["teacher_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "teacher"}
             files["teacher_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "teacher",
                                           "quantization": tq}

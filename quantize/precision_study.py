@@ -86,12 +86,12 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     row("fp32 (reference)", ref, latency_ms(OnnxBackend(fp32, threads=1).predict, val[0]))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        variants = {"int8 everywhere (input too)": ("all8", False, 8),
-                    "int8, first convolution float (shipped)": ("ship", True, 8),
-                    "16-bit activations, int8 weights (ONNX Runtime)": ("a16", True, 16)}
-        for name, (stem, float_first, bits) in variants.items():
+        variants = {"int8 everywhere (input too)": ("all8", (), 8),
+                    "int8, first convolution float (shipped)": ("ship", (0,), 8),
+                    "16-bit activations, int8 weights (ONNX Runtime)": ("a16", (0,), 16)}
+        for name, (stem, float_convs, bits) in variants.items():
             path = work / f"{stem}.onnx"
-            quantize_onnx_int8(fp32, path, calib, input_range=INPUT_RANGE, float_first_conv=float_first,
+            quantize_onnx_int8(fp32, path, calib, input_range=INPUT_RANGE, float_convs=float_convs,
                                activation_bits=bits)
             row(name, *onnx_figures(path, val))
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)

@@ -46,7 +46,7 @@ class QuantizeRecipe:
     qat_samples_per_epoch: int = 8192
     qat_out: str | None = None
     tflite: bool = True
-    float_first_conv: bool = True
+    float_convs: list[int] = field(default_factory=lambda: [0])
     include_teacher: bool = False
     hop_seconds: float = 5.0
     seed: int = 0
@@ -139,7 +139,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         log(f"[quantize] quantization-aware fine-tuning: {recipe.qat_epochs} epochs, {r['seconds']} s -> {qat_out}")
         student = str(qat_out)
     card = build_bundle(student, out, calib, test, val, teacher, tflite=recipe.tflite, hop_seconds=recipe.hop_seconds,
-                        calibration_method=recipe.calibration_method, float_first_conv=recipe.float_first_conv,
+                        calibration_method=recipe.calibration_method, float_convs=recipe.float_convs,
                         include_teacher=recipe.include_teacher, force=force,
                         recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)
     return card
