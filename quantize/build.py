@@ -1,4 +1,4 @@
-"""Student checkpoint -> app bundle: ONNX fp32, ONNX int8 (QDQ), TFLite full-integer, model card.
+"""Student checkpoint -> app bundle: ONNX fp32, ONNX int8 (QDQ), TFLite int8, model card.
 
 A bundle holds what an app ships: the student's model files and ``model_card.json``. The card carries the
 student's label table (per-label thresholds chosen on labeled validation data where there is some), fidelity
@@ -76,8 +76,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     per-label thresholds (otherwise 0.5, stated in the card). ``teacher`` (with a label table covering the
     student's labels) adds comparison figures, and its ONNX files with ``include_teacher``. A student
     fine-tuned with :mod:`quantize.qat` carries its input range; the int8 models quantize the input on it.
-    ``float_convs``: the student's convolutions (indices in graph order) kept in float in the ONNX int8 model
-    (the TFLite model is full-integer regardless). ``out_dir`` must be missing or empty unless ``force``; the bundle is built
+    ``float_convs``: the student's convolutions (indices in graph order) kept in float in both int8 models
+    (the TFLite model is full-integer, int8 in and out, when none is). ``out_dir`` must be missing or empty unless ``force``; the bundle is built
     in a sibling folder and moved into place only when complete. ``recipe`` is recorded in the card.
     The bundle also gets the mobile files (``student_int8.ort`` + its required-operators config; the TFLite
     signature named like the card, labels inside), the preprocessing specification, conformance vectors
@@ -175,8 +175,9 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
 
         from .tflite_int8 import convert_tflite_int8
 
-        _log("full-integer TFLite")
-        tparams = convert_tflite_int8(student, activation, out / "student_int8.tflite", calibration)
+        _log("int8 TFLite" + (f" (convolutions {sorted(float_convs)} float)" if float_convs else ", full-integer"))
+        tparams = convert_tflite_int8(student, activation, out / "student_int8.tflite", calibration,
+                                      float_convs=float_convs)
         files["student_int8.tflite"] = {"runtime": "tflite", "precision": "int8", "role": "student", "format": "tflite",
                                         "quantization": tparams}
         tfl_backend = TFLiteBackend(out / "student_int8.tflite", threads=2)

@@ -22,6 +22,12 @@ def _fmt(v: float) -> str:
     return f"{v:.17g}"
 
 
+def _tflite_input(card: dict) -> str:
+    """How the TFLite file takes its input: float32 as is, or int8 quantized as the README says below."""
+    dtypes = {(f.get("quantization") or {}).get("input_dtype") for f in card["files"].values() if f["runtime"] == "tflite"}
+    return "float32 (as is)" if dtypes == {"float32"} else "int8 (quantize as below)"
+
+
 def bundle_readme(card: dict) -> str:
     spec = card.get("preprocessing_spec") or {}
     conf = card.get("conformance") or {}
@@ -33,7 +39,8 @@ def bundle_readme(card: dict) -> str:
              "source of every number here.", "", "## Files", "", "| file | what | runtime | precision | bytes | sha256 |",
              "|---|---|---|---|---:|---|"]
     for name, f in card["files"].items():
-        what = {"ort": "ONNX Runtime Mobile (ORT format)", "tflite": "TFLite full-integer"}.get(
+        what = {"ort": "ONNX Runtime Mobile (ORT format)",
+                "tflite": f"TFLite {(f.get('quantization') or {}).get('format', 'full-integer')}"}.get(
             f.get("format", ""), "ONNX")
         lines.append(f"| `{name}` | {what}, {f.get('role', 'student')} | {f['runtime']} | {f['precision']} | "
                      f"{f.get('bytes', 0):,} | `{f.get('sha256', '')[:16]}...` |")
@@ -48,7 +55,7 @@ def bundle_readme(card: dict) -> str:
     labels = card["labels"]
     lines += ["## Input and output", "",
               f"- input `{inp['name']}`: {inp['dtype']} {inp['shape']} (ONNX / ORT), TFLite {inp.get('tflite_shape')} "
-              f"int8 (quantize as below); {inp.get('layout', '')}: one {card['window_seconds']:g}-s window of "
+              f"{_tflite_input(card)}; {inp.get('layout', '')}: one {card['window_seconds']:g}-s window of "
               f"{card['window_samples']} samples at {card['sample_rate_hz']} Hz, a new window every "
               f"{card['hop_seconds']:g} s.",
               f"- output `{out['name']}`: {out['dtype']} {out['shape']}, {out['activation']} probabilities in label order:",
@@ -74,6 +81,10 @@ def bundle_readme(card: dict) -> str:
             lines += [f"`{name}` quantization: q = clip(round_half_to_even(z / {_fmt(q['input_scale'])}) + "
                       f"{q['input_zero_point']}, -128, 127); p = (q_out - ({q['output_zero_point']})) * "
                       f"{_fmt(q['output_scale'])}.", ""]
+        if f["runtime"] in ("tflite", "onnxruntime") and q.get("float_convs"):
+            lines += [f"`{name}`: convolutions {q['float_convs']} (0 = the first) run in float, the rest in int8"
+                      + ("; chosen by measurement, see `precision_plan` in `model_card.json`" if card.get("precision_plan") else "")
+                      + ".", ""]
     ort_info = mob.get("ort")
     if ort_info:
         lines += [f"`{ort_info['file']}`: converted from `{ort_info['converted_from']}` by {ort_info['converter']} "

@@ -121,9 +121,10 @@ def preprocessing_spec(config: PreprocessingConfig, hop_seconds: float) -> dict:
                    "output": "float32"},
         "model_input": {
             "onnx": f"float32 (batch, 1, {config.window_samples})",
-            "tflite": f"int8 (1, {config.window_samples}, 1): q = clip(round_half_to_even(z / input_scale) + "
-                      "input_zero_point, -128, 127), scale and zero point in files.<tflite>.quantization; output "
-                      "p = (q_out - output_zero_point) * output_scale",
+            "tflite": f"(1, {config.window_samples}, 1) of the dtype in files.<tflite>.quantization.input_dtype: "
+                      "float32 takes z as is and returns probabilities; int8 takes q = clip(round_half_to_even(z / "
+                      "input_scale) + input_zero_point, -128, 127) and returns q_out, p = (q_out - "
+                      "output_zero_point) * output_scale, scales and zero points in files.<tflite>.quantization",
         },
     }
 

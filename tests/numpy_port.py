@@ -95,9 +95,14 @@ def main(argv):
         for name, it in tflite.items():  # as the card's preprocessing_spec.model_input.tflite says
             q = card["files"][name]["quantization"]
             runner = it.get_signature_runner(card["mobile"]["tflite"]["signature"])
-            x = np.clip(np.round(st["preprocessed"] / q["input_scale"]) + q["input_zero_point"], -128, 127)
-            y = runner(**{card["input"]["name"]: x.astype(np.int8).reshape(1, -1, 1)})[card["output"]["name"]]
-            outs[name] = ((y[0].astype(np.float64) - q["output_zero_point"]) * q["output_scale"]).tolist()
+            if q["input_dtype"] == "float32":
+                x = st["preprocessed"].astype(np.float32)
+            else:
+                x = np.clip(np.round(st["preprocessed"] / q["input_scale"]) + q["input_zero_point"], -128, 127)
+            y = runner(**{card["input"]["name"]: x.astype(q["input_dtype"]).reshape(1, -1, 1)})[card["output"]["name"]]
+            if q["output_dtype"] != "float32":
+                y = (y.astype(np.float64) - q["output_zero_point"]) * q["output_scale"]
+            outs[name] = y[0].astype(np.float64).tolist()
         vectors[v["id"]] = {k: a.tolist() for k, a in st.items()} | {"outputs": outs}
     dump.write_text(json.dumps({"format": "ecg-edge/port-dump", "version": 1, "port": "tests/numpy_port.py",
                                 "vectors": vectors}))
