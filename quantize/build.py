@@ -66,9 +66,9 @@ def teacher_probabilities(teacher: Teacher, names: list[str], x: np.ndarray) -> 
 
 def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.ndarray, test: WindowSet,
                  val: WindowSet | None = None, teacher: Teacher | None = None, tflite: bool = True,
-                 hop_seconds: float = 5.0, calibration_method: str = "minmax", float_convs: Sequence[int] = (0,),
+                 hop_seconds: float = 5.0, calibration_method: str = "minmax", float_convs: Sequence[int] | str = (0,),
                  include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
-                 with_conformance: bool = True, chest: WindowSet | None = None) -> dict:
+                 with_conformance: bool = True, chest: WindowSet | None = None, precision_target: float = 0.03) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
 
     ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows for the
@@ -77,7 +77,10 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     student's labels) adds comparison figures, and its ONNX files with ``include_teacher``. A student
     fine-tuned with :mod:`quantize.qat` carries its input range; the int8 models quantize the input on it.
     ``float_convs``: the student's convolutions (indices in graph order) kept in float in both int8 models
-    (the TFLite model is full-integer, int8 in and out, when none is). ``out_dir`` must be missing or empty unless ``force``; the bundle is built
+    (the TFLite model is full-integer, int8 in and out, when none is); ``"auto"``: chosen by measurement on
+    ``val`` (else on the calibration windows) with :func:`quantize.precision_plan.plan_float_convs` against
+    ``precision_target`` (max absolute probability error per window), the steps recorded in the card.
+    ``out_dir`` must be missing or empty unless ``force``; the bundle is built
     in a sibling folder and moved into place only when complete. ``recipe`` is recorded in the card.
     The bundle also gets the mobile files (``student_int8.ort`` + its required-operators config; the TFLite
     signature named like the card, labels inside), the preprocessing specification, conformance vectors
@@ -100,7 +103,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     try:
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
                       hop_seconds, calibration_method, float_convs, include_teacher, recipe, with_conformance,
-                      chest)
+                      chest, precision_target)
     except BaseException:
         import shutil
         shutil.rmtree(out, ignore_errors=True)
@@ -117,7 +120,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
 def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Path, calibration, test, val,
            teacher, tflite, hop_seconds, calibration_method, float_convs, include_teacher, recipe,
-           with_conformance=True, chest: WindowSet | None = None) -> dict:
+           with_conformance=True, chest: WindowSet | None = None, precision_target: float = 0.03) -> dict:
     names, activation = table.names, table.activation
     chest_models: dict[str, dict] = {}
     x_chest = chest.x.astype(np.float32) if chest is not None and len(chest) else None
@@ -134,6 +137,20 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     input_range = (meta.get("qat") or {}).get("input_range")
     if input_range:
         calibration = np.clip(calibration, -input_range, input_range)
+    plan = None
+    if isinstance(float_convs, str):
+        if float_convs != "auto":
+            raise ValueError(f"float_convs must be a list of convolution indices or 'auto', not {float_convs!r}")
+        from .precision_plan import plan_float_convs
+
+        on_val = val is not None and len(val) > 0
+        _log(f"choosing the float convolutions by measurement on the {'validation' if on_val else 'calibration'} "
+             f"windows (target: max error {precision_target})")
+        plan = plan_float_convs(out / "student_fp32.onnx", calibration, val.x if on_val else calibration,
+                                precision_target, calibration_method, input_range,
+                                measured_on="validation windows" if on_val else
+                                "calibration windows (no validation windows were given)", log=_log)
+        float_convs = plan["float_convs"]
     _log(f"int8 QDQ with {len(calibration)} calibration windows")
     qparams = quantize_onnx_int8(out / "student_fp32.onnx", out / "student_int8.onnx", calibration, calibration_method,
                                  input_range=input_range, float_convs=float_convs)
@@ -240,6 +257,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
         "preprocessing_spec": preprocessing_spec(DEFAULT_CONFIG, hop_seconds),
         **({"conformance": conformance} if conformance else {}),
         "files": files, "extras": extras, "mobile": mobile, "fidelity": fidelity, "teacher": teacher_card,
+        **({"precision_plan": plan} if plan else {}),
         "student": {"arch": s_ckpt.get("arch"), "config": s_ckpt.get("config"), "params": count_params(student),
                     "macs_per_window": count_macs(student), "checkpoint": student_path.name,
                     "checkpoint_sha256": sha256_of(student_path), "val": meta.get("val"), "qat": meta.get("qat"),

@@ -7,7 +7,9 @@ windows (never the test split), with the bundle's student and calibration recipe
 * per activation tensor, the SQNR (dB) of the int8 model's tensor against the float model's, with
   onnxruntime's QDQ debugging tools (:mod:`onnxruntime.quantization.qdq_loss_debug`);
 * the max / p99 absolute probability error and single-thread latency of variants: everything int8; the
-  shipped choice (first convolution float); all activations 16-bit (int8 weights); and TFLite 16x8.
+  first convolution float; the shipped choice (the card's ``float_convs``, chosen by
+  :mod:`quantize.precision_plan`); all activations 16-bit (int8 weights); and on TFLite full-integer, the
+  shipped choice and 16x8.
 
 It prints a Markdown table; nothing is written unless ``--out`` is given.
 """
@@ -16,10 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
-
-from typing import Callable
 
 import numpy as np
 
@@ -28,19 +27,7 @@ from edge_sdk.inference.onnx_backend import OnnxBackend
 
 from .build import _probs
 from .onnx_int8 import quantize_onnx_int8
-
-
-def latency_ms(predict: Callable[[np.ndarray], np.ndarray], window: np.ndarray, runs: int = 200) -> float:
-    """Median latency of ``predict`` on one window ``(1, L)``, ms."""
-    one = window[None].astype(np.float32)
-    for _ in range(20):
-        predict(one)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        predict(one)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+from .precision_plan import latency_ms
 
 
 def onnx_figures(path: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -62,7 +49,7 @@ def tensor_sqnr(fp32: Path, int8: Path, x: np.ndarray, work: Path) -> dict[str, 
     return {k: float(v["xmodel_err"]) for k, v in dbg.compute_activation_error(match).items()}
 
 
-def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflite16: bool = True) -> dict:
+def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflite: bool = True) -> dict:
     from distill.data import cinc2017_windows
     from quantize.qat import INPUT_RANGE
     from quantize.recipe import sample_calibration
@@ -86,22 +73,29 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     row("fp32 (reference)", ref, latency_ms(OnnxBackend(fp32, threads=1).predict, val[0]))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        shipped = b.card["files"]["student_int8.onnx"]["quantization"].get("float_convs", [0])
         variants = {"int8 everywhere (input too)": ("all8", (), 8),
-                    "int8, first convolution float (shipped)": ("ship", (0,), 8),
+                    "int8, first convolution float": ("first", (0,), 8),
+                    f"int8, convolutions {shipped} float (shipped)": ("ship", shipped, 8),
                     "16-bit activations, int8 weights (ONNX Runtime)": ("a16", (0,), 16)}
+        if list(shipped) == [0]:
+            del variants["int8, first convolution float"]
         for name, (stem, float_convs, bits) in variants.items():
             path = work / f"{stem}.onnx"
             quantize_onnx_int8(fp32, path, calib, input_range=INPUT_RANGE, float_convs=float_convs,
                                activation_bits=bits)
             row(name, *onnx_figures(path, val))
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
-        if tflite16:
-            row(*_tflite_16x8(Path(bundle), b.card, calib, val, work))
+        if tflite:
+            for name, bits, float_convs in [("TFLite int8, full-integer", 8, ()),
+                                            (f"TFLite int8, convolutions {shipped} float (shipped)", 8, shipped),
+                                            ("TFLite 16x8 (16-bit activations, int8 weights)", 16, ())]:
+                row(name, *_tflite(Path(bundle), b.card, calib, val, work, bits, float_convs))
     return out
 
 
-def _tflite_16x8(bundle: Path, card: dict, calib: np.ndarray, val: np.ndarray,
-                 work: Path) -> tuple[str, np.ndarray, float]:
+def _tflite(bundle: Path, card: dict, calib: np.ndarray, val: np.ndarray, work: Path, bits: int,
+            float_convs) -> tuple[np.ndarray, float]:
     from distill.checkpoint import load_model
     from edge_sdk.inference.tflite_backend import TFLiteBackend
 
@@ -111,11 +105,10 @@ def _tflite_16x8(bundle: Path, card: dict, calib: np.ndarray, val: np.ndarray,
     recipe_qat = (card.get("recipe") or {}).get("qat_out")
     path = Path(recipe_qat) if recipe_qat and Path(recipe_qat).name == ckpt else bundle.parent.parent / "models" / ckpt
     student, _ = load_model(path)
-    model = work / "a16w8.tflite"
-    convert_tflite_int8(student, card["output"]["activation"], model, calib, activation_bits=16)
-    one = TFLiteBackend(model, threads=1)
-    return ("TFLite 16x8 (16-bit activations, int8 weights)", TFLiteBackend(model, threads=2).predict(val),
-            latency_ms(one.predict, val[0]))
+    model = work / "model.tflite"
+    convert_tflite_int8(student, card["output"]["activation"], model, calib, activation_bits=bits,
+                        float_convs=float_convs)
+    return TFLiteBackend(model, threads=2).predict(val), latency_ms(TFLiteBackend(model, threads=1).predict, val[0])
 
 
 def markdown(result: dict) -> str:
@@ -135,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m quantize.precision_study", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", default="bundles/default", help="bundle folder [default: bundles/default]")
-    p.add_argument("--no-tflite", action="store_true", help="skip the TFLite 16x8 variant (slow reference kernels)")
+    p.add_argument("--no-tflite", action="store_true", help="skip the TFLite variants (TensorFlow conversions)")
     p.add_argument("--out", default=None, help="also write the result as JSON here (refused if it exists)")
     a = p.parse_args(argv)
     from edge_sdk.outputs import check_new_file
 
     if a.out:
         check_new_file(a.out, False, "study result")
-    r = study(a.bundle, tflite16=not a.no_tflite)
+    r = study(a.bundle, tflite=not a.no_tflite)
     print(markdown(r))
     if a.out:
         Path(a.out).write_text(json.dumps(r, indent=1))

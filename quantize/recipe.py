@@ -19,7 +19,7 @@ from distill.checkpoint import find_recorded_checkpoint, read_checkpoint
 from distill.labels import checkpoint_label_table, hard_targets
 from distill.errors import CheckpointError
 from distill.recipe import read_recipe_file
-from edge_sdk.errors import DatasetError, EdgeSDKError
+from edge_sdk.errors import ConfigError, DatasetError, EdgeSDKError
 from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
 from edge_sdk.paths import datasets_available
 
@@ -46,7 +46,8 @@ class QuantizeRecipe:
     qat_samples_per_epoch: int = 8192
     qat_out: str | None = None
     tflite: bool = True
-    float_convs: list[int] = field(default_factory=lambda: [0])
+    float_convs: list[int] | str = field(default_factory=lambda: [0])  # or "auto": chosen by measurement
+    precision_target: float = 0.03
     include_teacher: bool = False
     hop_seconds: float = 5.0
     seed: int = 0
@@ -89,6 +90,11 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     """
     from quantize.qat import qat_finetune
 
+    fc = recipe.float_convs
+    if fc != "auto" and not (isinstance(fc, list) and all(isinstance(i, int) and i >= 0 for i in fc)):
+        raise ConfigError(f"float_convs must be 'auto' or a list of convolution indices such as [0, 1], not {fc!r}")
+    if not 0 < recipe.precision_target < 1:
+        raise ConfigError(f"precision_target is a probability error in (0, 1), not {recipe.precision_target!r}")
     student_path = Path(recipe.student)
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":
@@ -140,6 +146,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         student = str(qat_out)
     card = build_bundle(student, out, calib, test, val, teacher, tflite=recipe.tflite, hop_seconds=recipe.hop_seconds,
                         calibration_method=recipe.calibration_method, float_convs=recipe.float_convs,
+                        precision_target=recipe.precision_target,
                         include_teacher=recipe.include_teacher, force=force,
                         recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)
     return card

@@ -70,6 +70,17 @@ def test_distill_recipe_checks_before_writing(tmp_path, models_dir):
     assert not list(tmp_path.iterdir())
 
 
+def test_quantize_recipe_precision_choices_are_checked_before_any_work(tmp_path, models_dir):
+    from quantize.recipe import run_recipe
+
+    for bad, match in [(dict(float_convs="all"), "float_convs"), (dict(float_convs=[0, -1]), "float_convs"),
+                       (dict(float_convs="auto", precision_target=3.0), "precision_target")]:
+        with pytest.raises(ConfigError, match=match):
+            run_recipe(QuantizeRecipe(student=str(models_dir / "student.pth"), out=str(tmp_path / "b"), **bad),
+                       log=lambda m: None)
+    assert not list(tmp_path.iterdir())
+
+
 def test_chest_lead_training_windows_are_real_labeled_and_time_scaled(mitdb, cinc):
     ws = chest_lead_training_windows({"teacher_weight": 0.0, "sampling_weight": 2.0, "time_scales": [1.0, 1.3]})
     one = chest_lead_training_windows({})

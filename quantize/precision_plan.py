@@ -1,0 +1,103 @@
+"""Which convolutions of the student stay in float, chosen by measurement on validation windows.
+
+int8 rounding enters at every quantized tensor and adds up on the way to the output probabilities; where it
+hurts most depends on the trained weights, so the choice is measured rather than fixed.
+:func:`plan_float_convs` starts from the all-int8 model and, one step at a time, keeps in float the
+convolution whose float version helps most: fewest windows whose largest absolute probability error
+against the fp32 model exceeds ``target``, then the smallest maximum error. It stops when no window exceeds
+the target, when no convolution helps any more, or after ``max_float`` convolutions. Every step records what
+it bought (max / p99 error, windows over the target) and what it cost (single-thread ONNX Runtime latency),
+and the bundle's model card carries the steps (``precision_plan``).
+
+The indices are the student's convolutions in graph order (0 = the first); the ONNX int8 model
+(:func:`quantize.onnx_int8.quantize_onnx_int8`) and the TFLite model
+(:func:`quantize.tflite_int8.convert_tflite_int8`) keep the same ones in float.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from edge_sdk.inference.onnx_backend import OnnxBackend
+
+from .onnx_int8 import conv_nodes, quantize_onnx_int8
+
+
+def latency_ms(predict: Callable[[np.ndarray], np.ndarray], window: np.ndarray, runs: int = 200) -> float:
+    """Median latency of ``predict`` on one window ``(L,)``, ms."""
+    one = window[None].astype(np.float32)
+    for _ in range(20):
+        predict(one)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        predict(one)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def _probs(path: Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    backend = OnnxBackend(path, threads=2)
+    return np.concatenate([backend.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+def plan_float_convs(fp32_path: str | Path, calibration: np.ndarray, windows: np.ndarray, target: float = 0.03,
+                     calibration_method: str = "minmax", input_range: float | None = None,
+                     max_float: int | None = None, measured_on: str = "validation windows",
+                     log: Callable[[str], None] = print) -> dict:
+    """Greedy choice of float convolutions for the int8 model of ``fp32_path`` (see the module docstring).
+
+    ``calibration``: windows (n, 5000) the int8 models are calibrated on; ``windows``: windows (m, 5000) the
+    error is measured on (validation data, never the test split); ``target``: largest acceptable absolute
+    probability error per window. Returns ``{"float_convs": [...], "reached": bool, "steps": [...], ...}``.
+    """
+    fp32_path = Path(fp32_path)
+    x = np.asarray(windows, np.float32)
+    if len(x) == 0:
+        raise ValueError("no windows to measure the int8 error on")
+    n_convs = len(conv_nodes(onnx.load(str(fp32_path)).graph))
+    max_float = n_convs if max_float is None else min(int(max_float), n_convs)
+    ref = _probs(fp32_path, x)
+    steps: list[dict] = []
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "int8.onnx"
+
+        def measure(float_convs: list[int]) -> tuple[tuple[int, float], np.ndarray]:
+            quantize_onnx_int8(fp32_path, work, calibration, calibration_method, input_range=input_range,
+                               float_convs=float_convs)
+            err = np.abs(_probs(work, x) - ref).max(1)
+            return (int((err > target).sum()), float(err.max())), err
+
+        def record(float_convs: list[int], added: int | None, err: np.ndarray) -> None:
+            quantize_onnx_int8(fp32_path, work, calibration, calibration_method, input_range=input_range,
+                               float_convs=float_convs)
+            steps.append({"float_convs": sorted(float_convs), "added": added,
+                          "max_abs_prob_error": float(err.max()), "p99_abs_prob_error": float(np.quantile(err, 0.99)),
+                          "windows_over_target": int((err > target).sum()),
+                          "ms_per_window_1_thread": round(latency_ms(OnnxBackend(work, threads=1).predict, x[0]), 3)})
+            log(f"[precision plan] float {sorted(float_convs)}: max error {err.max():.4f}, "
+                f"{int((err > target).sum())} of {len(x)} windows > {target}")
+
+        chosen: list[int] = []
+        score, err = measure(chosen)
+        record(chosen, None, err)
+        while score[0] > 0 and len(chosen) < max_float:
+            trials = {i: measure(chosen + [i]) for i in range(n_convs) if i not in chosen}
+            best = min(trials, key=lambda i: trials[i][0])
+            if trials[best][0] >= score:
+                log("[precision plan] no further convolution lowers the error; stopping")
+                break
+            chosen.append(best)
+            score, err = trials[best]
+            record(chosen, best, err)
+    return {"float_convs": sorted(chosen), "target_max_abs_prob_error": target, "reached": score[0] == 0,
+            "measured_on": f"{len(x)} {measured_on}", "n_convs": n_convs,
+            "rule": "greedy: each step keeps in float the convolution that leaves the fewest windows over the "
+                    "target, then the smallest max error; stops when none is over the target",
+            "calibration": calibration_method, "steps": steps, "seconds": round(time.time() - t0, 1)}

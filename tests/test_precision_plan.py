@@ -1,0 +1,41 @@
+"""Float convolutions chosen by measurement: the greedy plan on real Challenge 2017 validation windows."""
+import numpy as np
+import pytest
+
+from distill.data import cinc2017_windows
+from quantize.onnx_export import export_onnx
+from quantize.precision_plan import plan_float_convs
+
+
+@pytest.fixture(scope="module")
+def fp32_student(tmp_path_factory, models_dir):
+    from distill.checkpoint import load_model
+
+    student, _ = load_model(models_dir / "student_qat.pth")
+    path = tmp_path_factory.mktemp("plan") / "student_fp32.onnx"
+    export_onnx(student, path, "softmax")
+    return path
+
+
+def test_plan_keeps_in_float_what_measurably_helps(fp32_student, cinc):
+    calib = np.clip(cinc2017_windows("train", limit=40).x[:48].astype(np.float32), -8, 8)
+    val = cinc2017_windows("val", limit=60).x.astype(np.float32)
+    logs = []
+    plan = plan_float_convs(fp32_student, calib, val, target=0.03, input_range=8.0, max_float=2, log=logs.append)
+    steps = plan["steps"]
+    assert plan["n_convs"] == 12 and plan["measured_on"] == f"{len(val)} validation windows"
+    assert steps[0]["float_convs"] == [] and steps[0]["added"] is None
+    # every step is the previous one plus one convolution, and lowers (windows over target, max error)
+    for a, b in zip(steps, steps[1:]):
+        assert b["float_convs"] == sorted(a["float_convs"] + [b["added"]])
+        assert (b["windows_over_target"], b["max_abs_prob_error"]) < (a["windows_over_target"], a["max_abs_prob_error"])
+    assert plan["float_convs"] == steps[-1]["float_convs"] and len(plan["float_convs"]) <= 2
+    # rounding the z-scored input to 8 bits is this student's largest error: the first step keeps conv 0 float
+    assert steps[1]["added"] == 0 and steps[1]["max_abs_prob_error"] < steps[0]["max_abs_prob_error"] / 2
+    assert plan["reached"] == (steps[-1]["windows_over_target"] == 0)
+    assert all(s["ms_per_window_1_thread"] > 0 for s in steps) and len(logs) >= len(steps)
+
+
+def test_plan_refuses_to_measure_on_nothing(fp32_student):
+    with pytest.raises(ValueError, match="no windows"):
+        plan_float_convs(fp32_student, np.zeros((4, 5000), np.float32), np.zeros((0, 5000), np.float32))
