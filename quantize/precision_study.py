@@ -8,7 +8,8 @@ windows (never the test split), with the bundle's student and calibration recipe
   onnxruntime's QDQ debugging tools (:mod:`onnxruntime.quantization.qdq_loss_debug`);
 * the max / p99 absolute probability error and single-thread latency of variants: everything int8; the
   first convolution float; the shipped choice (the card's ``float_convs``, chosen by
-  :mod:`quantize.precision_plan`); all activations 16-bit (int8 weights); and on TFLite full-integer, the
+  :mod:`quantize.precision_plan`); every convolution float (what 8-bit rounding of the tensors between
+  them costs alone); all activations 16-bit (int8 weights); and on TFLite full-integer, the
   shipped choice and 16x8.
 
 It prints a Markdown table; nothing is written unless ``--out`` is given.
@@ -21,12 +22,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from edge_sdk.bundle import load_bundle
 from edge_sdk.inference.onnx_backend import OnnxBackend
 
 from .build import _probs
-from .onnx_int8 import quantize_onnx_int8
+from .onnx_int8 import conv_nodes, quantize_onnx_int8
 from .precision_plan import latency_ms
 
 
@@ -49,15 +51,20 @@ def tensor_sqnr(fp32: Path, int8: Path, x: np.ndarray, work: Path) -> dict[str, 
     return {k: float(v["xmodel_err"]) for k, v in dbg.compute_activation_error(match).items()}
 
 
-def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflite: bool = True) -> dict:
+def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflite: bool = True,
+          limit: int | None = None) -> dict:
+    """Measure the variants on the validation windows (the first ``limit`` records' windows when given)."""
     from distill.data import cinc2017_windows
+    from distill.data import DataSpec, load_split
     from quantize.qat import INPUT_RANGE
     from quantize.recipe import sample_calibration
 
     b = load_bundle(bundle)
     recipe = b.card.get("recipe") or {}
-    val = cinc2017_windows("val").x.astype(np.float32)
-    calib = np.clip(sample_calibration(cinc2017_windows("train"), n_calibration, recipe.get("seed", 0)),
+    val = cinc2017_windows("val", limit=limit).x.astype(np.float32)
+    # calibrated as the bundle was: the recipe's training data (with its chest-lead windows), seed and count
+    train = load_split(DataSpec(**(recipe.get("data") or {})), "train")
+    calib = np.clip(sample_calibration(train, recipe.get("calibration_windows", n_calibration), recipe.get("seed", 0)),
                     -INPUT_RANGE, INPUT_RANGE)
     fp32 = Path(bundle) / "student_fp32.onnx"
     ref = _probs(OnnxBackend(fp32, threads=2), val)
@@ -77,10 +84,13 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
         variants = {"int8 everywhere (input too)": ("all8", (), 8),
                     "int8, first convolution float": ("first", (0,), 8),
                     f"int8, convolutions {shipped} float (shipped)": ("ship", shipped, 8),
+                    "every convolution float (only the tensors between them 8-bit)": ("convs32", "all", 8),
                     "16-bit activations, int8 weights (ONNX Runtime)": ("a16", (0,), 16)}
         if list(shipped) == [0]:
             del variants["int8, first convolution float"]
+        n_convs = len(conv_nodes(onnx.load(str(fp32)).graph))
         for name, (stem, float_convs, bits) in variants.items():
+            float_convs = range(n_convs) if float_convs == "all" else float_convs
             path = work / f"{stem}.onnx"
             quantize_onnx_int8(fp32, path, calib, input_range=INPUT_RANGE, float_convs=float_convs,
                                activation_bits=bits)
@@ -129,13 +139,15 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", default="bundles/default", help="bundle folder [default: bundles/default]")
     p.add_argument("--no-tflite", action="store_true", help="skip the TFLite variants (TensorFlow conversions)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N validation records (a quick look) [default: all]")
     p.add_argument("--out", default=None, help="also write the result as JSON here (refused if it exists)")
     a = p.parse_args(argv)
     from edge_sdk.outputs import check_new_file
 
     if a.out:
         check_new_file(a.out, False, "study result")
-    r = study(a.bundle, tflite=not a.no_tflite)
+    r = study(a.bundle, tflite=not a.no_tflite, limit=a.limit)
     print(markdown(r))
     if a.out:
         Path(a.out).write_text(json.dumps(r, indent=1))

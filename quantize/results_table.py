@@ -8,9 +8,9 @@ from edge_sdk.errors import ConfigError
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
-#: Card fidelity entries -> row name, for the student's files against its own float model.
-INT8_ROWS = {"student_onnx_int8_vs_fp32": "student int8, ONNX Runtime QDQ",
-             "student_tflite_int8_vs_fp32": "student int8, TFLite full-integer"}
+#: Card fidelity entries -> (model file, row name), for the student's files against its own float model.
+INT8_ROWS = {"student_onnx_int8_vs_fp32": ("student_int8.onnx", "student int8, ONNX Runtime QDQ"),
+             "student_tflite_int8_vs_fp32": ("student_int8.tflite", "student int8, TFLite")}
 CHEST_KEYS = (("clean_sinus", "clean sinus: top = {}"), ("af", "AF: top = {}"), ("other", "other rhythms: top = {}"))
 
 
@@ -20,6 +20,29 @@ def _f(v, digits: int = 4) -> str:
 
 def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _int8_label(card: dict, key: str) -> str:
+    """Row name of an int8 file, with the convolutions it keeps in float (or 'full-integer' for TFLite)."""
+    file, label = INT8_ROWS[key]
+    q = (card["files"].get(file) or {}).get("quantization") or {}
+    if q.get("float_convs"):
+        return f"{label}, convolutions {q['float_convs']} float"
+    return f"{label} full-integer" if file.endswith(".tflite") else label
+
+
+def _plan_markdown(plan: dict) -> list[str]:
+    lines = ["", f"Which convolutions stay float, chosen by measurement (`quantize/precision_plan.py`) on "
+                 f"{plan['measured_on']}, target max error {plan['target_max_abs_prob_error']} "
+                 f"({'reached' if plan['reached'] else 'not reached'} there); each step keeps one more convolution "
+                 "(0 = the first) in float in the ONNX Runtime int8 model:", "",
+             "| float convolutions | max abs prob. error | p99 | windows > target | ms / window (1 thread, build machine) |",
+             "|---|---:|---:|---:|---:|"]
+    for st in plan["steps"]:
+        lines.append(f"| {st['float_convs'] or 'none'} | {_f(st['max_abs_prob_error'], 3)} | "
+                     f"{_f(st['p99_abs_prob_error'], 3)} | {st['windows_over_target']} | "
+                     f"{_f(st['ms_per_window_1_thread'], 2)} |")
+    return lines
 
 
 def results_markdown(card: dict, bundle: str = "bundles/default") -> str:
@@ -45,9 +68,9 @@ def results_markdown(card: dict, bundle: str = "bundles/default") -> str:
     if "auroc_reference" in onnx:
         rows.append(("student fp32 (ONNX)", student["params"], student["macs_per_window"], onnx["auroc_reference"],
                      onnx.get("challenge2017_f1_reference")))
-    for key, label in INT8_ROWS.items():
+    for key in INT8_ROWS:
         if key in fid and "auroc" in fid[key]:
-            rows.append((f"**{label}**", student["params"], student["macs_per_window"], fid[key]["auroc"],
+            rows.append((f"**{_int8_label(card, key)}**", student["params"], student["macs_per_window"], fid[key]["auroc"],
                          fid[key].get("challenge2017_f1")))
     for label, params, macs, auroc, f1 in rows:
         lines.append(f"| {label} | {params:,} | {macs / 1e6:.1f} | " +
@@ -55,12 +78,14 @@ def results_markdown(card: dict, bundle: str = "bundles/default") -> str:
     lines += ["", "int8 against the float student (same graph), on every held-out window:", "",
               "| file | max abs prob. error | p99 | mean | windows > 0.03 | top label, windows | top label, records |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for key, label in INT8_ROWS.items():
+    for key in INT8_ROWS:
         if key in fid:
             d = fid[key]
-            lines.append(f"| {label} | {_f(d['max_abs_prob_error'], 3)} | {_f(d['p99_abs_prob_error'], 3)} | "
+            lines.append(f"| {_int8_label(card, key)} | {_f(d['max_abs_prob_error'], 3)} | {_f(d['p99_abs_prob_error'], 3)} | "
                          f"{_f(d['mean_abs_prob_error'])} | {_pct(d['windows_over_0.03'])} | "
                          f"{_pct(d['argmax_agreement'])} | {_pct(d.get('record_top_label_agreement'))} |")
+    if card.get("precision_plan"):
+        lines += _plan_markdown(card["precision_plan"])
     chest = ev.get("chest_lead")
     if chest:
         expected = {k: next((m[k]["expected"] for m in chest["models"].values() if k in m), "?") for k, _ in CHEST_KEYS}

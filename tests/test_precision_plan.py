@@ -39,3 +39,19 @@ def test_plan_keeps_in_float_what_measurably_helps(fp32_student, cinc):
 def test_plan_refuses_to_measure_on_nothing(fp32_student):
     with pytest.raises(ValueError, match="no windows"):
         plan_float_convs(fp32_student, np.zeros((4, 5000), np.float32), np.zeros((0, 5000), np.float32))
+
+
+def test_precision_study_measures_the_shipped_choice_against_the_alternatives(bundle_dir, cinc, mitdb, capsys):
+    """``python -m quantize.precision_study`` on a few real validation records (ONNX variants only)."""
+    from quantize.precision_study import main, study
+
+    r = study(bundle_dir, n_sqnr=16, tflite=False, limit=30)
+    rows = {v["variant"]: v for v in r["variants"]}
+    shipped = next(v for k, v in rows.items() if k.endswith("(shipped)"))
+    assert rows["fp32 (reference)"]["max_abs_prob_error"] == 0
+    # the 8-bit input is the largest single error: every variant that keeps it float does far better
+    assert rows["int8 everywhere (input too)"]["p99_abs_prob_error"] > 3 * shipped["p99_abs_prob_error"]
+    assert all(v["latency_ms_1_thread"] > 0 for v in rows.values())
+    assert len(r["tensor_sqnr_db"]) > 10 and all(np.isfinite(list(r["tensor_sqnr_db"].values())))
+    assert main(["--bundle", str(bundle_dir), "--no-tflite", "--limit", "5"]) == 0
+    assert "| fp32 (reference) | 0.000 |" in capsys.readouterr().out
