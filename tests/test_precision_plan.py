@@ -41,6 +41,27 @@ def test_plan_refuses_to_measure_on_nothing(fp32_student):
         plan_float_convs(fp32_student, np.zeros((4, 5000), np.float32), np.zeros((0, 5000), np.float32))
 
 
+def test_committed_bundle_ships_its_plan_in_both_runtimes(bundle_dir):
+    """The committed card's plan is what both int8 files keep float, and a card whose plan lost its steps is
+    refused by the validator."""
+    import copy
+    import json
+
+    from edge_sdk.bundle import CARD_NAME, validate_card
+    from edge_sdk.errors import BundleError
+
+    card = json.loads((bundle_dir / CARD_NAME).read_text())
+    plan = card["precision_plan"]
+    files = card["files"]
+    assert files["student_int8.onnx"]["quantization"]["float_convs"] == plan["float_convs"]
+    assert files["student_int8.tflite"]["quantization"]["float_convs"] == plan["float_convs"]
+    assert plan["steps"][-1]["float_convs"] == plan["float_convs"] and "validation" in plan["measured_on"]
+    bad = copy.deepcopy(card)
+    del bad["precision_plan"]["steps"]
+    with pytest.raises(BundleError, match="precision_plan"):
+        validate_card(bad)
+
+
 def test_precision_study_measures_the_shipped_choice_against_the_alternatives(bundle_dir, cinc, mitdb, capsys):
     """``python -m quantize.precision_study`` on a few real validation records (ONNX variants only)."""
     from quantize.precision_study import main, study
