@@ -28,12 +28,17 @@ from edge_sdk.outputs import check_new_file
 from .checkpoint import load_net1d_labeled, save_checkpoint
 from .data import WindowSet, save_npz_atomic
 from .ensemble import is_ensemble_file, load_teacher_ensemble
-from .labels import hard_targets
+from .labels import challenge2017_f1, hard_targets, is_cinc2017_labeled
 from .metrics import evaluate_by_name, flat_metrics, record_classes, scorable_outputs
 from .net1d import ECGFOUNDER_1LEAD, Net1DConfig
 from .student import EdgeStudent, StudentConfig, count_macs, count_params
 from .trainer import TrainConfig, class_balancing_weights, distributed_context, fit, pick_device
 from .torch_dataset import WindowDataset, predict
+
+#: Validation figures that can pick the best epoch: mean record-level AUROC of the scorable outputs, macro-F1
+#: of the top label (softmax students), or the Challenge 2017 score (mean F1 of N, A, O; Challenge-labeled
+#: validation records).
+SELECTIONS = ("mean_auroc", "macro_f1", "challenge2017_f1")
 
 
 @dataclass
@@ -42,7 +47,7 @@ class DistillConfig:
     alpha: float = 0.7  # weight of the soft (teacher) term; 1.0 = no hard labels
     hint_weight: float = 0.1  # feature-hint MSE weight; 0 disables
     activation: str = "auto"  # softmax | sigmoid | auto (from the teacher's label table)
-    selection: str = "mean_auroc"  # validation figure that picks the best epoch: mean_auroc | macro_f1
+    selection: str = "mean_auroc"  # validation figure that picks the best epoch: one of SELECTIONS
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, activation: str,
@@ -190,15 +195,16 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     labeled windows add a hard-label term through the data set's label map (a dataset label with no student
     output is a :class:`LabelError` unless ``unmapped="unlabeled"``). The best epoch is chosen by mean
     record-level AUROC over the outputs labeled ``val`` data can score, else by agreement with the teacher on
-    ``val``, else by training loss (``cfg.selection`` picks macro-F1 instead of AUROC). ``teacher_weight`` and
+    ``val``, else by training loss (``cfg.selection`` picks macro-F1 or the Challenge 2017 score instead of
+    AUROC). ``teacher_weight`` and
     ``sampling_weight`` of ``train`` (see :class:`~distill.data.WindowSet`) are honoured. ``recipe`` (the whole
     configuration, see :mod:`distill.recipe`) is stored in the checkpoint's meta. ``out`` must not exist
     unless ``force`` or ``train_cfg.resume``.
     Returns metrics, sizes and timings.
     """
     t0 = time.time()
-    if cfg.selection not in ("mean_auroc", "macro_f1"):
-        raise ConfigError(f"selection must be mean_auroc or macro_f1, not {cfg.selection!r}")
+    if cfg.selection not in SELECTIONS:
+        raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}, not {cfg.selection!r}")
     train_cfg = train_cfg or TrainConfig(out_dir=str(Path(out).parent / "distill_run"))
     if not train_cfg.resume:
         check_new_file(out, force, "student checkpoint")
@@ -266,14 +272,20 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
         out = {"val_agreement": agree}
         if scored:
             probs = activate(s_logits, activation)
-            out.update(flat_metrics(evaluate_by_name(probs, student_labels.names, val.record_idx, val.y, val.classes,
-                                                     val.label_map, activation), "val_"))
+            r = evaluate_by_name(probs, student_labels.names, val.record_idx, val.y, val.classes, val.label_map,
+                                 activation)
+            out.update(flat_metrics(r, "val_"))
+            if "f1" in r and is_cinc2017_labeled(val.classes, val.label_map):
+                out["val_challenge2017_f1"] = challenge2017_f1(r["f1"])
         return out
 
-    if scored and cfg.selection == "macro_f1" and (activation != "softmax" or any(
+    if scored and cfg.selection != "mean_auroc" and (activation != "softmax" or any(
             val.label_map.get(c, c) not in student_labels.names for c in val.classes)):
-        raise ConfigError("selection macro_f1 needs a softmax student with an output for every label of the "
-                          "validation data; use selection mean_auroc")
+        raise ConfigError(f"selection {cfg.selection} needs a softmax student with an output for every label of "
+                          "the validation data; use selection mean_auroc")
+    if scored and cfg.selection == "challenge2017_f1" and not is_cinc2017_labeled(val.classes, val.label_map):
+        raise ConfigError("selection challenge2017_f1 needs Challenge 2017 labels (N, A, O) on the validation "
+                          "records; use selection macro_f1 or mean_auroc")
     score_key = f"val_{cfg.selection}" if scored else ("val_agreement" if v_logits is not None else "neg_train_loss")
     meta = {"role": "student", "activation": activation, "teacher": identity,
             "data": {"train": train.description, "val": val.description if val is not None else None,

@@ -179,7 +179,7 @@ def _add_distill(sub) -> None:
     p.add_argument("--alpha", type=float, default=None,
                    help="weight of the teacher term (1 - alpha: hard labels) [default: 0.7]")
     p.add_argument("--hint-weight", type=float, default=None, help="feature-hint MSE weight (0 disables) [default: 0.1]")
-    p.add_argument("--selection", default=None, choices=["mean_auroc", "macro_f1"],
+    p.add_argument("--selection", default=None, choices=["mean_auroc", "macro_f1", "challenge2017_f1"],
                    help="validation figure that picks the best epoch [default: mean_auroc]")
     p.add_argument("--device", default=None, help="auto (cuda when present), cpu, cuda, cuda:1 ... [default: auto]")
     p.add_argument("--seed", type=int, default=None, help="random seed [default: 0]")

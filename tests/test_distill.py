@@ -68,7 +68,9 @@ def test_distill_from_reference_teacher_learns_and_resumes(tmp_path, small_sets,
     r = distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", train, val, cfg=DistillConfig(), train_cfg=cfg)
     h = r["history"]
     assert [e["epoch"] for e in h] == [1, 2, 3] and h[2]["loss"] < h[0]["loss"]
-    assert {"val_auroc/ATRIAL FIBRILLATION", "val_mean_auroc", "val_macro_f1", "val_agreement"} <= set(h[0])
+    assert {"val_auroc/ATRIAL FIBRILLATION", "val_mean_auroc", "val_macro_f1", "val_agreement",
+            "val_challenge2017_f1"} <= set(h[0])
+    assert all(0 <= e["val_challenge2017_f1"] <= 1 for e in h)  # Challenge 2017 validation records: N, A, O scored
     cfg.epochs = 5
     with pytest.raises(EdgeSDKError, match="resume with the same values"):
         distill(models_dir / "reference_teacher.pth", tmp_path / "s.pth", train, val, cfg=DistillConfig(), train_cfg=cfg)
