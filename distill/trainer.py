@@ -44,6 +44,11 @@ class TrainConfig:
     augment: dict | None = None  # WearableAugment settings (distill.augment); None = no augmentation
 
 
+def augmentation_seed(seed: int, rank: int, epoch: int) -> int:
+    """Seed of the augmentation generator for one rank's epoch."""
+    return (seed * 7919 + rank) * 100_003 + epoch
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -103,8 +108,8 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
 
     ``loss_fn(model, batch)`` gets the (DDP-wrapped) model and a dict batch on the device. ``extra_modules``
     (e.g. a feature-hint projection) are trained alongside. ``cfg.augment`` turns on
-    :class:`~distill.augment.WearableAugment` on each training batch (on the training device; a resumed run
-    draws new augmentations). ``save_best(model, metrics)`` is called on rank 0.
+    :class:`~distill.augment.WearableAugment` on each training batch (on the training device, its generator
+    seeded per epoch and rank, so a resumed run draws the same augmentations as an unbroken one). ``save_best(model, metrics)`` is called on rank 0.
     Returns the history: one dict of metrics per epoch. ``cfg.resume`` continues from ``out_dir/last.pt``.
     """
     rank, world, local_rank = distributed_context()
@@ -127,7 +132,7 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
     steps = cfg.epochs * len(loader)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
     augment = WearableAugment.from_dict(cfg.augment) if cfg.augment is not None else None
-    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + rank) if augment else None
+    aug_gen = torch.Generator(device=device) if augment else None
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: list[dict] = []
@@ -152,6 +157,8 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
             print(f"resumed from {last} at epoch {start_epoch}")
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
+        if aug_gen is not None:  # seeded per (seed, rank, epoch): a resumed run draws what an unbroken one does
+            aug_gen.manual_seed(augmentation_seed(cfg.seed, rank, epoch))
         trainable.train()
         t0 = time.time()
         total, n = 0.0, 0

@@ -72,3 +72,41 @@ def test_teacher_recipe_checks_augment_before_reading_data(tmp_path):
     with pytest.raises(ConfigError, match="unknown augmentation keys"):
         run_teacher_recipe(TeacherRecipe(out=str(tmp_path / "t.pth"), augment={"gain": 2}))
     assert not (tmp_path / "t.pth").exists()
+
+
+def test_resumed_augmented_training_draws_what_an_unbroken_run_draws(windows, tmp_path):
+    """The augmentation generator is seeded per epoch: a run stopped after epoch 1 and resumed ends with the
+    same weights as one that never stopped (real Challenge windows, a one-layer model, CPU)."""
+    from distill.torch_dataset import WindowDataset
+    from distill.trainer import TrainConfig, fit
+
+    x = windows[:, 0].numpy()
+    data = WindowDataset(x)
+    weights = np.full(len(x), 1 / len(x))
+
+    def loss_fn(net, batch):
+        return net(batch["x"]).square().mean()
+
+    def run(out, stop_after=None, resume=False):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 9), torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten())
+        epochs_done = {"n": 0}
+
+        def evaluate(m):
+            epochs_done["n"] += 1
+            if stop_after is not None and epochs_done["n"] > stop_after:
+                raise KeyboardInterrupt("simulated stop")
+            return {}
+
+        cfg = TrainConfig(epochs=3, batch_size=2, samples_per_epoch=6, lr=1e-2, device="cpu", out_dir=str(out),
+                          resume=resume, augment={})
+        fit(model, data, weights, loss_fn, evaluate, "neg_train_loss", cfg, lambda m, metrics: None)
+        return model
+
+    unbroken = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", stop_after=1)
+    torch.manual_seed(123)  # the global generator's state does not matter to a resumed run
+    resumed = run(tmp_path / "b", resume=True)
+    for p, q in zip(unbroken.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(p, q)
