@@ -41,9 +41,10 @@ def latency_ms(predict: Callable[[np.ndarray], np.ndarray], window: np.ndarray, 
     return 1e3 * float(np.median(times))
 
 
-def _probs(path: Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    backend = OnnxBackend(path, threads=2)
-    return np.concatenate([backend.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
+def _probs(path: Path, x: np.ndarray) -> np.ndarray:
+    from .build import _probs as batched
+
+    return batched(OnnxBackend(path, threads=2), x)
 
 
 def plan_float_convs(fp32_path: str | Path, calibration: np.ndarray, windows: np.ndarray, target: float = 0.03,
