@@ -99,6 +99,9 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":
         raise CheckpointError(f"{student_path} holds a Net1D; quantize expects a student from `ecg-edge distill`")
+    n_convs = sum(1 for v in s_ckpt["state_dict"].values() if getattr(v, "ndim", 0) == 3)  # Conv1d weights
+    if fc != "auto" and any(i >= n_convs for i in fc):
+        raise ConfigError(f"float_convs {fc}: {student_path.name} has {n_convs} convolutions (0..{n_convs - 1})")
     if recipe.out:
         out = Path(recipe.out)
     else:

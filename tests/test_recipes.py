@@ -74,7 +74,8 @@ def test_quantize_recipe_precision_choices_are_checked_before_any_work(tmp_path,
     from quantize.recipe import run_recipe
 
     for bad, match in [(dict(float_convs="all"), "float_convs"), (dict(float_convs=[0, -1]), "float_convs"),
-                       (dict(float_convs="auto", precision_target=3.0), "precision_target")]:
+                       (dict(float_convs="auto", precision_target=3.0), "precision_target"),
+                       (dict(float_convs=[0, 12]), "has 12 convolutions")]:
         with pytest.raises(ConfigError, match=match):
             run_recipe(QuantizeRecipe(student=str(models_dir / "student.pth"), out=str(tmp_path / "b"), **bad),
                        log=lambda m: None)
