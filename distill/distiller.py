@@ -32,7 +32,7 @@ from .labels import challenge2017_f1, hard_targets, is_cinc2017_labeled
 from .metrics import evaluate_by_name, flat_metrics, record_classes, scorable_outputs
 from .net1d import ECGFOUNDER_1LEAD, Net1DConfig
 from .student import EdgeStudent, StudentConfig, count_macs, count_params
-from .trainer import TrainConfig, class_balancing_weights, distributed_context, fit, pick_device
+from .trainer import TrainConfig, class_balancing_weights, distributed_context, fit, pick_device, seed_everything
 from .torch_dataset import WindowDataset, predict
 
 #: Validation figures that can pick the best epoch: mean record-level AUROC of the scorable outputs, macro-F1
@@ -237,6 +237,7 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     identity = teacher.identity(student_labels.names)
     del teacher
 
+    seed_everything(train_cfg.seed)  # the initial weights depend on the seed alone, not on what ran before
     student = EdgeStudent(sc)
     proj = nn.Linear(sc.channels[-1], t_feats.shape[1]) if cfg.hint_weight > 0 else None
     sup = torch.tensor(supervised, dtype=torch.long) if supervised else None

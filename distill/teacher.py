@@ -21,7 +21,7 @@ from .data import SPLIT_SEED, cinc2017_windows
 from .labels import hard_targets
 from .metrics import evaluate_by_name, flat_metrics
 from .net1d import Net1D, Net1DConfig
-from .trainer import TrainConfig, class_balancing_weights, fit
+from .trainer import TrainConfig, class_balancing_weights, fit, seed_everything
 from .torch_dataset import WindowDataset, predict
 from edge_sdk.labels import LabelTable
 from edge_sdk.outputs import check_new_file
@@ -91,6 +91,7 @@ def train_reference_teacher(out: str | Path, config: Net1DConfig = REDUCED_TEACH
     t0 = time.time()
     train = cinc2017_windows("train", limit=limit)
     val = cinc2017_windows("val", limit=limit)
+    seed_everything(train_cfg.seed)  # the initial weights depend on the seed alone, not on what ran before
     model = Net1D(config)
     y, _ = hard_targets(train.y, train.classes, train.label_map, REFERENCE_LABELS, where=train.description)
 
