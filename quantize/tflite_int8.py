@@ -123,6 +123,8 @@ def convert_tflite_int8(student: nn.Module, activation: str, path: str | Path, c
     float_nodes: list[str] = []
     if activation_bits not in (8, 16):
         raise ValueError(f"activation_bits must be 8 or 16, not {activation_bits}")
+    if activation_bits == 16 and float_convs:
+        raise ValueError("float_convs applies to int8 activations (activation_bits=8) only")
     if activation_bits == 16:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         data = conv.convert()
