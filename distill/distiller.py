@@ -196,8 +196,8 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     output is a :class:`LabelError` unless ``unmapped="unlabeled"``). The best epoch is chosen by mean
     record-level AUROC over the outputs labeled ``val`` data can score, else by agreement with the teacher on
     ``val``, else by training loss (``cfg.selection`` picks macro-F1 or the Challenge 2017 score instead of
-    AUROC). ``teacher_weight`` and
-    ``sampling_weight`` of ``train`` (see :class:`~distill.data.WindowSet`) are honoured. ``recipe`` (the whole
+    AUROC). ``teacher_weight`` and ``sampling_weight`` of ``train`` (see :class:`~distill.data.WindowSet`) are
+    honoured. The student's initial weights come from ``train_cfg.seed``. ``recipe`` (the whole
     configuration, see :mod:`distill.recipe`) is stored in the checkpoint's meta. ``out`` must not exist
     unless ``force`` or ``train_cfg.resume``.
     Returns metrics, sizes and timings.

@@ -109,7 +109,8 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
     ``loss_fn(model, batch)`` gets the (DDP-wrapped) model and a dict batch on the device. ``extra_modules``
     (e.g. a feature-hint projection) are trained alongside. ``cfg.augment`` turns on
     :class:`~distill.augment.WearableAugment` on each training batch (on the training device, its generator
-    seeded per epoch and rank, so a resumed run draws the same augmentations as an unbroken one). ``save_best(model, metrics)`` is called on rank 0.
+    seeded per epoch and rank, so a resumed run draws the same augmentations as an unbroken one).
+    ``save_best(model, metrics)`` is called on rank 0.
     Returns the history: one dict of metrics per epoch. ``cfg.resume`` continues from ``out_dir/last.pt``.
     """
     rank, world, local_rank = distributed_context()
