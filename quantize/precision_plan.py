@@ -67,27 +67,25 @@ def plan_float_convs(fp32_path: str | Path, calibration: np.ndarray, windows: np
     steps: list[dict] = []
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "int8.onnx"
-
-        def measure(float_convs: list[int]) -> tuple[tuple[int, float], np.ndarray]:
-            quantize_onnx_int8(fp32_path, work, calibration, calibration_method, input_range=input_range,
+        def measure(float_convs: list[int]) -> tuple[tuple[int, float], np.ndarray, Path]:
+            """(windows over target, max error), per-window max error, and the int8 model's path."""
+            path = Path(tmp) / f"float_{'_'.join(map(str, sorted(float_convs))) or 'none'}.onnx"
+            quantize_onnx_int8(fp32_path, path, calibration, calibration_method, input_range=input_range,
                                float_convs=float_convs)
-            err = np.abs(_probs(work, x) - ref).max(1)
-            return (int((err > target).sum()), float(err.max())), err
+            err = np.abs(_probs(path, x) - ref).max(1)
+            return (int((err > target).sum()), float(err.max())), err, path
 
-        def record(float_convs: list[int], added: int | None, err: np.ndarray) -> None:
-            quantize_onnx_int8(fp32_path, work, calibration, calibration_method, input_range=input_range,
-                               float_convs=float_convs)
+        def record(float_convs: list[int], added: int | None, err: np.ndarray, path: Path) -> None:
             steps.append({"float_convs": sorted(float_convs), "added": added,
                           "max_abs_prob_error": float(err.max()), "p99_abs_prob_error": float(np.quantile(err, 0.99)),
                           "windows_over_target": int((err > target).sum()),
-                          "ms_per_window_1_thread": round(latency_ms(OnnxBackend(work, threads=1).predict, x[0]), 3)})
+                          "ms_per_window_1_thread": round(latency_ms(OnnxBackend(path, threads=1).predict, x[0]), 3)})
             log(f"[precision plan] float {sorted(float_convs)}: max error {err.max():.4f}, "
                 f"{int((err > target).sum())} of {len(x)} windows > {target}")
 
         chosen: list[int] = []
-        score, err = measure(chosen)
-        record(chosen, None, err)
+        score, err, path = measure(chosen)
+        record(chosen, None, err, path)
         while score[0] > 0 and len(chosen) < max_float:
             trials = {i: measure(chosen + [i]) for i in range(n_convs) if i not in chosen}
             best = min(trials, key=lambda i: trials[i][0])
@@ -95,8 +93,8 @@ def plan_float_convs(fp32_path: str | Path, calibration: np.ndarray, windows: np
                 log("[precision plan] no further convolution lowers the error; stopping")
                 break
             chosen.append(best)
-            score, err = trials[best]
-            record(chosen, best, err)
+            score, err, path = trials[best]
+            record(chosen, best, err, path)
     return {"float_convs": sorted(chosen), "target_max_abs_prob_error": target, "reached": score[0] == 0,
             "measured_on": f"{len(x)} {measured_on}", "n_convs": n_convs,
             "rule": "greedy: each step keeps in float the convolution that leaves the fewest windows over the "
