@@ -54,8 +54,7 @@ def tensor_sqnr(fp32: Path, int8: Path, x: np.ndarray, work: Path) -> dict[str, 
 def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflite: bool = True,
           limit: int | None = None) -> dict:
     """Measure the variants on the validation windows (the first ``limit`` records' windows when given)."""
-    from distill.data import cinc2017_windows
-    from distill.data import DataSpec, load_split
+    from distill.data import DataSpec, cinc2017_windows, load_split
     from quantize.qat import INPUT_RANGE
     from quantize.recipe import sample_calibration
 
@@ -97,24 +96,30 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
             row(name, *onnx_figures(path, val))
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
         if tflite:
+            student = _bundle_student(Path(bundle), b.card)
             for name, bits, float_convs in [("TFLite int8, full-integer", 8, ()),
                                             (f"TFLite int8, convolutions {shipped} float (shipped)", 8, shipped),
                                             ("TFLite 16x8 (16-bit activations, int8 weights)", 16, ())]:
-                row(name, *_tflite(Path(bundle), b.card, calib, val, work, bits, float_convs))
+                row(name, *_tflite(student, b.card, calib, val, work, bits, float_convs))
     return out
 
 
-def _tflite(bundle: Path, card: dict, calib: np.ndarray, val: np.ndarray, work: Path, bits: int,
-            float_convs) -> tuple[np.ndarray, float]:
+def _bundle_student(bundle: Path, card: dict):
+    """The torch student the bundle was built from (the recipe's QAT checkpoint, else models/<checkpoint>)."""
     from distill.checkpoint import load_model
-    from edge_sdk.inference.tflite_backend import TFLiteBackend
-
-    from .tflite_int8 import convert_tflite_int8
 
     ckpt = card["student"]["checkpoint"]
     recipe_qat = (card.get("recipe") or {}).get("qat_out")
     path = Path(recipe_qat) if recipe_qat and Path(recipe_qat).name == ckpt else bundle.parent.parent / "models" / ckpt
-    student, _ = load_model(path)
+    return load_model(path)[0]
+
+
+def _tflite(student, card: dict, calib: np.ndarray, val: np.ndarray, work: Path, bits: int,
+            float_convs) -> tuple[np.ndarray, float]:
+    from edge_sdk.inference.tflite_backend import TFLiteBackend
+
+    from .tflite_int8 import convert_tflite_int8
+
     model = work / "model.tflite"
     convert_tflite_int8(student, card["output"]["activation"], model, calib, activation_bits=bits,
                         float_convs=float_convs)
