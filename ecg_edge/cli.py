@@ -213,14 +213,15 @@ def _run_distill(a) -> int:
     return 0
 
 
-def _index_list(text: str) -> list[int] | str:
-    """'0,1,3' -> [0, 1, 3]; 'none' -> []; 'auto' -> 'auto'."""
-    if text.strip().lower() in ("none", "auto"):
-        return [] if text.strip().lower() == "none" else "auto"
+def _float_ops(text: str) -> list[str] | str:
+    """'conv0,conv1,head' -> ['conv0', 'conv1', 'head']; 'none' -> []; 'auto' -> 'auto'."""
+    from quantize.float_ops import parse_float_ops
+
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated indices such as 0,1,2, 'none' or 'auto'") from None
+        return parse_float_ops(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e}; give comma-separated op ids such as conv0,conv1,head, 'none' or "
+                                         "'auto'") from None
 
 
 def _add_quantize(sub) -> None:
@@ -261,12 +262,13 @@ def _add_quantize(sub) -> None:
                    help="training windows drawn per QAT epoch [default: 8192]")
     p.add_argument("--qat-self-weight", type=float, default=None,
                    help="weight of the float-vs-fake-quantized agreement term during QAT [default: 4.0]")
-    p.add_argument("--float-convs", type=_index_list, default=None, metavar="auto|I,J,...",
-                   help="convolutions (0 = the first, in graph order) kept in float in both int8 models: 'auto' "
-                        "chooses them by measurement on the validation windows (see --precision-target), 'none' "
-                        "quantizes them all [default: 0]")
+    p.add_argument("--float-ops", type=_float_ops, default=None, metavar="auto|OP,OP,...",
+                   help="parts of the student kept in float in both int8 models, in graph order: convN (the "
+                        "N-th convolution, conv0 = the first), addN (the N-th residual Add), head (pooling and "
+                        "linear layer); 'auto' chooses them by measurement on the validation windows (see "
+                        "--precision-target), 'none' quantizes them all [default: conv0]")
     p.add_argument("--precision-target", type=float, default=None,
-                   help="with --float-convs auto: largest acceptable absolute probability error of the int8 "
+                   help="with --float-ops auto: largest acceptable absolute probability error of the int8 "
                         "model against fp32 on any validation window [default: 0.03]")
     p.set_defaults(func=_run_quantize)
 
@@ -287,7 +289,7 @@ def _run_quantize(a) -> int:
                      calibration_method=a.calibration_method, qat_epochs=a.qat_epochs,
                      qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
                      include_teacher=a.include_teacher,
-                     tflite=False if a.no_tflite else None, float_convs=a.float_convs, precision_target=a.precision_target,
+                     tflite=False if a.no_tflite else None, float_ops=a.float_ops, precision_target=a.precision_target,
                      data=data or None)
     if not a.config and not a.student:
         raise SystemExit("ecg-edge quantize: give --student (or --config RECIPE.json)")

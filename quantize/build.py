@@ -66,7 +66,7 @@ def teacher_probabilities(teacher: Teacher, names: list[str], x: np.ndarray) -> 
 
 def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.ndarray, test: WindowSet,
                  val: WindowSet | None = None, teacher: Teacher | None = None, tflite: bool = True,
-                 hop_seconds: float = 5.0, calibration_method: str = "minmax", float_convs: Sequence[int] | str = (0,),
+                 hop_seconds: float = 5.0, calibration_method: str = "minmax", float_ops: Sequence[str] | str = ("conv0",),
                  include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
                  with_conformance: bool = True, chest: WindowSet | None = None, precision_target: float = 0.03) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
@@ -76,9 +76,10 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     per-label thresholds (otherwise 0.5, stated in the card). ``teacher`` (with a label table covering the
     student's labels) adds comparison figures, and its ONNX files with ``include_teacher``. A student
     fine-tuned with :mod:`quantize.qat` carries its input range; the int8 models quantize the input on it.
-    ``float_convs``: the student's convolutions (indices in graph order) kept in float in both int8 models
-    (the TFLite model is full-integer, int8 in and out, when none is); ``"auto"``: chosen by measurement on
-    ``val`` (else on the calibration windows) with :func:`quantize.precision_plan.plan_float_convs` against
+    ``float_ops``: the parts of the student kept in float in both int8 models, as op ids (``conv0``, ``add1``,
+    ``head``: :mod:`quantize.float_ops`; the TFLite model is full-integer, int8 in and out, when there are
+    none); ``"auto"``: chosen by measurement on ``val`` (else on the calibration windows) with
+    :func:`quantize.precision_plan.plan_float_ops` against
     ``precision_target`` (max absolute probability error per window), the steps recorded in the card.
     ``out_dir`` must be missing or empty unless ``force``; the bundle is built
     in a sibling folder and moved into place only when complete. ``recipe`` is recorded in the card.
@@ -102,7 +103,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     out = staging_dir(final)
     try:
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
-                      hop_seconds, calibration_method, float_convs, include_teacher, recipe, with_conformance,
+                      hop_seconds, calibration_method, float_ops, include_teacher, recipe, with_conformance,
                       chest, precision_target)
     except BaseException:
         import shutil
@@ -119,7 +120,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
 
 def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Path, calibration, test, val,
-           teacher, tflite, hop_seconds, calibration_method, float_convs, include_teacher, recipe,
+           teacher, tflite, hop_seconds, calibration_method, float_ops, include_teacher, recipe,
            with_conformance=True, chest: WindowSet | None = None, precision_target: float = 0.03) -> dict:
     names, activation = table.names, table.activation
     chest_models: dict[str, dict] = {}
@@ -138,22 +139,22 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     if input_range:
         calibration = np.clip(calibration, -input_range, input_range)
     plan = None
-    if isinstance(float_convs, str):
-        if float_convs != "auto":
-            raise ValueError(f"float_convs must be a list of convolution indices or 'auto', not {float_convs!r}")
-        from .precision_plan import plan_float_convs
+    if isinstance(float_ops, str):
+        if float_ops != "auto":
+            raise ValueError(f"float_ops must be a list of op ids such as ['conv0', 'head'] or 'auto', not {float_ops!r}")
+        from .precision_plan import plan_float_ops
 
         on_val = val is not None and len(val) > 0
-        _log(f"choosing the float convolutions by measurement on the {'validation' if on_val else 'calibration'} "
+        _log(f"choosing the float parts by measurement on the {'validation' if on_val else 'calibration'} "
              f"windows (target: max error {precision_target})")
-        plan = plan_float_convs(out / "student_fp32.onnx", calibration, val.x if on_val else calibration,
+        plan = plan_float_ops(out / "student_fp32.onnx", calibration, val.x if on_val else calibration,
                                 precision_target, calibration_method, input_range,
                                 measured_on="validation windows" if on_val else
                                 "calibration windows (no validation windows were given)", log=_log)
-        float_convs = plan["float_convs"]
+        float_ops = plan["float_ops"]
     _log(f"int8 QDQ with {len(calibration)} calibration windows")
     qparams = quantize_onnx_int8(out / "student_fp32.onnx", out / "student_int8.onnx", calibration, calibration_method,
-                                 input_range=input_range, float_convs=float_convs)
+                                 input_range=input_range, float_ops=float_ops)
     files["student_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "student", "format": "onnx"}
     files["student_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "student", "format": "onnx",
                                   "quantization": qparams}
@@ -192,9 +193,9 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
 
         from .tflite_int8 import convert_tflite_int8
 
-        _log("int8 TFLite" + (f" (convolutions {sorted(float_convs)} float)" if float_convs else ", full-integer"))
+        _log("int8 TFLite" + (f" ({', '.join(float_ops)} float)" if float_ops else ", full-integer"))
         tparams = convert_tflite_int8(student, activation, out / "student_int8.tflite", calibration,
-                                      float_convs=float_convs)
+                                      float_ops=float_ops)
         files["student_int8.tflite"] = {"runtime": "tflite", "precision": "int8", "role": "student", "format": "tflite",
                                         "quantization": tparams}
         tfl_backend = TFLiteBackend(out / "student_int8.tflite", threads=2)
@@ -217,7 +218,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
             wrapped = SelectOutputs(teacher.model, teacher.labels.indices(names)).eval()
             export_onnx(wrapped, out / "teacher_fp32.onnx", teacher.labels.activation)
             tq = quantize_onnx_int8(out / "teacher_fp32.onnx", out / "teacher_int8.onnx", calibration,
-                                    calibration_method, float_convs=(0,) if 0 in float_convs else ())
+                                    calibration_method, float_ops=["conv0"] if "conv0" in float_ops else [])
             files["teacher_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "teacher"}
             files["teacher_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "teacher",
                                           "quantization": tq}

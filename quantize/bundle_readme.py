@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .float_ops import compact
+
 README_NAME = "README.md"
 
 DUMP_FORMAT = """```json
@@ -81,8 +83,9 @@ def bundle_readme(card: dict) -> str:
             lines += [f"`{name}` quantization: q = clip(round_half_to_even(z / {_fmt(q['input_scale'])}) + "
                       f"{q['input_zero_point']}, -128, 127); p = (q_out - ({q['output_zero_point']})) * "
                       f"{_fmt(q['output_scale'])}.", ""]
-        if f["runtime"] in ("tflite", "onnxruntime") and q.get("float_convs"):
-            lines += [f"`{name}`: convolutions {q['float_convs']} (0 = the first) run in float, the rest in int8"
+        if f["runtime"] in ("tflite", "onnxruntime") and q.get("float_ops"):
+            lines += [f"`{name}`: {compact(q['float_ops'])} run in float (convN: the N-th convolution, conv0 = the "
+                      "first; addN: the N-th residual Add; head: pooling and linear layer), the rest in int8"
                       + ("; chosen by measurement, see `precision_plan` in `model_card.json`" if card.get("precision_plan") else "")
                       + ".", ""]
     ort_info = mob.get("ort")

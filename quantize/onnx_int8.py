@@ -10,6 +10,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from .float_ops import check_float_ops, onnx_float_nodes
 from .onnx_export import INPUT_NAME
 
 
@@ -34,14 +35,15 @@ class WindowReader(CalibrationDataReader):
 
 def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration_windows: np.ndarray,
                        method: str = "minmax", input_range: float | None = None,
-                       float_convs: Sequence[int] = (), activation_bits: int = 8) -> dict:
+                       float_ops: Sequence[str] = (), activation_bits: int = 8) -> dict:
     """Quantize ``fp32_path`` to ``int8_path``: QDQ, per-channel int8 weights, uint8 activations.
 
     The output activation (Softmax/Sigmoid) stays in float so probabilities are not rounded to 1/256.
     ``input_range``: quantize the model input on [-input_range, input_range] (the range the student was
-    fine-tuned for, see :mod:`quantize.qat`) instead of its calibrated min/max. ``float_convs``: indices (in
-    graph order, 0 = the first) of the convolutions kept in float; with 0 among them the z-scored input is
-    never rounded to 8 bits (:mod:`quantize.precision_plan` chooses them by measurement).
+    fine-tuned for, see :mod:`quantize.qat`) instead of its calibrated min/max. ``float_ops``: the parts
+    kept in float, as op ids (``conv0``, ``add2``, ``head``: :mod:`quantize.float_ops`); with ``conv0`` among
+    them the z-scored input is never rounded to 8 bits (:mod:`quantize.precision_plan` chooses them by
+    measurement). ValueError for an id the model lacks.
     ``activation_bits=16``: every quantized activation of a Conv/Add/Relu at 16 bits (weights stay int8; for
     measurements such as :mod:`quantize.precision_study`: ONNX Runtime's CPU provider runs it in float).
     Returns the quantization parameters for the model card.
@@ -58,7 +60,9 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration
         if input_range:
             extra["TensorQuantOverrides"] = {INPUT_NAME: [{"rmin": np.array(-input_range, np.float32), "rmax": np.array(input_range, np.float32)}]}
         exclude = [n.name for n in graph.node if n.op_type in ("Softmax", "Sigmoid") and n.output[0] == graph.output[0].name]
-        exclude += [conv_nodes(graph)[i] for i in _checked_convs(float_convs, len(conv_nodes(graph)))]
+        available = onnx_float_nodes(graph)
+        float_ops = check_float_ops(float_ops, list(available), Path(fp32_path).name)
+        exclude += [n for op in float_ops for n in available[op]]
         if activation_bits == 16:
             overrides = extra.setdefault("TensorQuantOverrides", {})
             for n in graph.node:
@@ -71,16 +75,4 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration
     return {"format": "QDQ", "weights": "int8 symmetric per-channel",
             "activations": "uint8 per-tensor" if activation_bits == 8 else "uint16 per-tensor",
             "calibration": method, "calibration_windows": int(len(calibration_windows)),
-            "float_convs": sorted(int(i) for i in float_convs), "float_nodes": exclude, "input_range": input_range}
-
-
-def conv_nodes(graph: onnx.GraphProto) -> list[str]:
-    """Names of the graph's Conv nodes in graph order."""
-    return [n.name for n in graph.node if n.op_type == "Conv"]
-
-
-def _checked_convs(float_convs: Sequence[int], n_convs: int) -> list[int]:
-    bad = [i for i in float_convs if not 0 <= int(i) < n_convs]
-    if bad:
-        raise ValueError(f"float_convs {bad} out of range: the model has {n_convs} convolutions (0..{n_convs - 1})")
-    return sorted({int(i) for i in float_convs})
+            "float_ops": float_ops, "float_nodes": exclude, "input_range": input_range}

@@ -7,10 +7,10 @@ windows (never the test split), with the bundle's student and calibration recipe
 * per activation tensor, the SQNR (dB) of the int8 model's tensor against the float model's, with
   onnxruntime's QDQ debugging tools (:mod:`onnxruntime.quantization.qdq_loss_debug`);
 * the max / p99 absolute probability error and single-thread latency of variants: everything int8; the
-  first convolution float; the shipped choice (the card's ``float_convs``, chosen by
-  :mod:`quantize.precision_plan`); every convolution float (what 8-bit rounding of the tensors between
-  them costs alone); all activations 16-bit (int8 weights); and on TFLite full-integer, the
-  shipped choice and 16x8.
+  first convolution float; the shipped choice (the card's ``float_ops``, chosen by
+  :mod:`quantize.precision_plan`); every convolution float (the Adds, the head and the tensors between
+  the convolutions stay 8-bit); all activations 16-bit (int8 weights); and on TFLite full-integer, the
+  shipped choice and 16x8. (With every part float nothing is left to quantize: that is the fp32 row.)
 
 It prints a Markdown table; nothing is written unless ``--out`` is given.
 """
@@ -28,7 +28,8 @@ from edge_sdk.bundle import load_bundle
 from edge_sdk.inference.onnx_backend import OnnxBackend
 
 from .build import _probs
-from .onnx_int8 import conv_nodes, quantize_onnx_int8
+from .float_ops import compact, onnx_float_nodes, sort_ops
+from .onnx_int8 import quantize_onnx_int8
 from .precision_plan import latency_ms
 
 
@@ -68,7 +69,7 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     fp32 = Path(bundle) / "student_fp32.onnx"
     ref = _probs(OnnxBackend(fp32, threads=2), val)
     rows: list[dict] = []
-    out = {"data": f"Challenge 2017 validation split, {len(val)} windows", "variants": rows}
+    out = {"data": f"Challenge 2017 validation split, {len(val):,} windows", "variants": rows}
 
     def row(name: str, probs: np.ndarray, ms: float | None) -> None:
         err = np.abs(probs - ref).max(1)
@@ -79,28 +80,27 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     row("fp32 (reference)", ref, latency_ms(OnnxBackend(fp32, threads=1).predict, val[0]))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        shipped = b.card["files"]["student_int8.onnx"]["quantization"].get("float_convs", [0])
-        variants = {"int8 everywhere (input too)": ("all8", (), 8),
-                    "int8, first convolution float": ("first", (0,), 8),
-                    f"int8, convolutions {shipped} float (shipped)": ("ship", shipped, 8),
-                    "every convolution float (only the tensors between them 8-bit)": ("convs32", "all", 8),
-                    "16-bit activations, int8 weights (ONNX Runtime)": ("a16", (0,), 16)}
-        if list(shipped) == [0]:
+        shipped = b.card["files"]["student_int8.onnx"]["quantization"].get("float_ops", ["conv0"])
+        convs = [op for op in sort_ops(onnx_float_nodes(onnx.load(str(fp32)).graph)) if op.startswith("conv")]
+        variants = {"int8 everywhere (input too)": ("all8", [], 8),
+                    "int8, first convolution float": ("first", ["conv0"], 8),
+                    f"int8, float: {compact(shipped)} (shipped)": ("ship", shipped, 8),
+                    "every convolution float (the tensors between them 8-bit)": ("convs32", convs, 8),
+                    "16-bit activations, int8 weights (ONNX Runtime)": ("a16", ["conv0"], 16)}
+        if list(shipped) == ["conv0"]:
             del variants["int8, first convolution float"]
-        n_convs = len(conv_nodes(onnx.load(str(fp32)).graph))
-        for name, (stem, float_convs, bits) in variants.items():
-            float_convs = range(n_convs) if float_convs == "all" else float_convs
+        for name, (stem, float_ops, bits) in variants.items():
             path = work / f"{stem}.onnx"
-            quantize_onnx_int8(fp32, path, calib, input_range=INPUT_RANGE, float_convs=float_convs,
+            quantize_onnx_int8(fp32, path, calib, input_range=INPUT_RANGE, float_ops=float_ops,
                                activation_bits=bits)
             row(name, *onnx_figures(path, val))
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
         if tflite:
             student = _bundle_student(Path(bundle), b.card)
-            for name, bits, float_convs in [("TFLite int8, full-integer", 8, ()),
-                                            (f"TFLite int8, convolutions {shipped} float (shipped)", 8, shipped),
-                                            ("TFLite 16x8 (16-bit activations, int8 weights)", 16, ())]:
-                row(name, *_tflite(student, b.card, calib, val, work, bits, float_convs))
+            for name, bits, float_ops in [("TFLite int8, full-integer", 8, []),
+                                          (f"TFLite int8, float: {compact(shipped)} (shipped)", 8, shipped),
+                                          ("TFLite 16x8 (16-bit activations, int8 weights)", 16, [])]:
+                row(name, *_tflite(student, b.card, calib, val, work, bits, float_ops))
     return out
 
 
@@ -115,14 +115,14 @@ def _bundle_student(bundle: Path, card: dict):
 
 
 def _tflite(student, card: dict, calib: np.ndarray, val: np.ndarray, work: Path, bits: int,
-            float_convs) -> tuple[np.ndarray, float]:
+            float_ops) -> tuple[np.ndarray, float]:
     from edge_sdk.inference.tflite_backend import TFLiteBackend
 
     from .tflite_int8 import convert_tflite_int8
 
     model = work / "model.tflite"
     convert_tflite_int8(student, card["output"]["activation"], model, calib, activation_bits=bits,
-                        float_convs=float_convs)
+                        float_ops=float_ops)
     return TFLiteBackend(model, threads=2).predict(val), latency_ms(TFLiteBackend(model, threads=1).predict, val[0])
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from distill.data import DataSpec, WindowSet, cache_dir, load_split
 from distill.distiller import Teacher, load_teacher, teacher_targets
-from distill.checkpoint import find_recorded_checkpoint, read_checkpoint
+from distill.checkpoint import find_recorded_checkpoint, load_model, read_checkpoint
 from distill.labels import checkpoint_label_table, hard_targets
 from distill.errors import CheckpointError
 from distill.recipe import read_recipe_file
@@ -24,6 +24,7 @@ from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
 from edge_sdk.paths import datasets_available
 
 from .build import build_bundle
+from .float_ops import check_float_ops, torch_float_ops
 
 
 @dataclass
@@ -46,7 +47,7 @@ class QuantizeRecipe:
     qat_samples_per_epoch: int = 8192
     qat_out: str | None = None
     tflite: bool = True
-    float_convs: list[int] | str = field(default_factory=lambda: [0])  # or "auto": chosen by measurement
+    float_ops: list[str] | str = field(default_factory=lambda: ["conv0"])  # or "auto": chosen by measurement
     precision_target: float = 0.03
     include_teacher: bool = False
     hop_seconds: float = 5.0
@@ -90,18 +91,20 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     """
     from quantize.qat import qat_finetune
 
-    fc = recipe.float_convs
-    if fc != "auto" and not (isinstance(fc, list) and all(isinstance(i, int) and i >= 0 for i in fc)):
-        raise ConfigError(f"float_convs must be 'auto' or a list of convolution indices such as [0, 1], not {fc!r}")
+    fo = recipe.float_ops
+    if fo != "auto" and not (isinstance(fo, list) and all(isinstance(op, str) for op in fo)):
+        raise ConfigError(f"float_ops must be 'auto' or a list of op ids such as [\"conv0\", \"head\"], not {fo!r}")
     if not 0 < recipe.precision_target < 1:
         raise ConfigError(f"precision_target is a probability error in (0, 1), not {recipe.precision_target!r}")
     student_path = Path(recipe.student)
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":
         raise CheckpointError(f"{student_path} holds a Net1D; quantize expects a student from `ecg-edge distill`")
-    n_convs = sum(1 for v in s_ckpt["state_dict"].values() if getattr(v, "ndim", 0) == 3)  # Conv1d weights
-    if fc != "auto" and any(i >= n_convs for i in fc):
-        raise ConfigError(f"float_convs {fc}: {student_path.name} has {n_convs} convolutions (0..{n_convs - 1})")
+    if fo != "auto":
+        try:
+            check_float_ops(fo, torch_float_ops(load_model(student_path)[0]), student_path.name)
+        except ValueError as e:
+            raise ConfigError(f"float_ops: {e}") from None
     if recipe.out:
         out = Path(recipe.out)
     else:
@@ -148,7 +151,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         log(f"[quantize] quantization-aware fine-tuning: {recipe.qat_epochs} epochs, {r['seconds']} s -> {qat_out}")
         student = str(qat_out)
     card = build_bundle(student, out, calib, test, val, teacher, tflite=recipe.tflite, hop_seconds=recipe.hop_seconds,
-                        calibration_method=recipe.calibration_method, float_convs=recipe.float_convs,
+                        calibration_method=recipe.calibration_method, float_ops=recipe.float_ops,
                         precision_target=recipe.precision_target,
                         include_teacher=recipe.include_teacher, force=force,
                         recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from edge_sdk.errors import ConfigError
 
+from .float_ops import compact
+
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 #: Card fidelity entries -> (model file, row name), for the student's files against its own float model.
@@ -23,24 +25,25 @@ def _pct(v) -> str:
 
 
 def _int8_label(card: dict, key: str) -> str:
-    """Row name of an int8 file, with the convolutions it keeps in float (or 'full-integer' for TFLite)."""
+    """Row name of an int8 file, with the parts it keeps in float (or 'full-integer' for TFLite)."""
     file, label = INT8_ROWS[key]
     q = (card["files"].get(file) or {}).get("quantization") or {}
-    if q.get("float_convs"):
-        return f"{label}, convolutions {q['float_convs']} float"
+    if q.get("float_ops"):
+        return f"{label}, float: {compact(q['float_ops'])}"
     return f"{label} full-integer" if file.endswith(".tflite") else label
 
 
 def _plan_markdown(plan: dict) -> list[str]:
-    lines = ["", f"Which convolutions stay float, chosen by measurement (`quantize/precision_plan.py`) on "
+    lines = ["", f"Which parts stay float, chosen by measurement (`quantize/precision_plan.py`) on "
                  f"{plan['measured_on']}, target max error {plan['target_max_abs_prob_error']} "
-                 f"({'reached' if plan['reached'] else 'not reached'} there); each step keeps one more convolution "
-                 "(0 = the first) in float in the ONNX Runtime int8 model:", "",
-             "| float convolutions | max abs prob. error | p99 | windows > target | ms / window (1 thread, build machine) |",
-             "|---|---:|---:|---:|---:|"]
+                 f"({'reached' if plan['reached'] else 'not reached'} there); each step keeps one more part in float "
+                 "in the ONNX Runtime int8 model (convN: the N-th convolution, conv0 = the first; addN: the N-th "
+                 "residual Add; head: pooling and linear layer):", "",
+             "| float part added | float parts | max abs prob. error | p99 | windows > target | ms / window (1 thread, build machine) |",
+             "|---|---|---:|---:|---:|---:|"]
     for st in plan["steps"]:
-        lines.append(f"| {st['float_convs'] or 'none'} | {_f(st['max_abs_prob_error'], 3)} | "
-                     f"{_f(st['p99_abs_prob_error'], 3)} | {st['windows_over_target']} | "
+        lines.append(f"| {st['added'] or 'none (all int8)'} | {compact(st['float_ops'])} | {_f(st['max_abs_prob_error'], 3)} | "
+                     f"{_f(st['p99_abs_prob_error'], 3)} | {st['windows_over_target']:,} | "
                      f"{_f(st['ms_per_window_1_thread'], 2)} |")
     return lines
 

@@ -1,9 +1,9 @@
 """int8 TFLite student: a Keras mirror of :class:`distill.student.EdgeStudent` with BatchNorm folded,
 converted with TensorFlow's TFLiteConverter and a representative data set of real windows.
 
-Full-integer (int8 in and out) when every convolution is quantized; with ``float_convs`` the chosen
-convolution blocks stay float through TensorFlow's selective quantization (the quantization debugger's
-``denylisted_nodes``), and the model takes and returns float32.
+Full-integer (int8 in and out) when every op is quantized; with ``float_ops`` (op ids such as ``conv0``,
+``add1``, ``head``: :mod:`quantize.float_ops`) those parts stay float through TensorFlow's selective
+quantization (the quantization debugger's ``denylisted_nodes``), and the model takes and returns float32.
 
 TensorFlow is needed only here, at build time (the ``[train]`` extra); devices run the ``.tflite`` file with
 ``ai-edge-litert``.
@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from edge_sdk.preprocessing import WINDOW_SAMPLES
+
+from .float_ops import check_float_ops, sort_ops, tflite_float_nodes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -75,37 +77,14 @@ def keras_student(student: nn.Module, activation: str, window_samples: int = WIN
     return model
 
 
-def conv_block_nodes(model: bytes) -> list[list[str]]:
-    """Per CONV_2D op of a TFLite model (in execution order), the output tensor names of the ops that make
-    up its block: the PAD and RESHAPE (expand) before it, itself, and the RESHAPE (squeeze) after it."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model)
-    ops = it._get_ops_details()  # the op list, as TensorFlow's own quantization debugger reads it
-    names = [it._get_tensor_details(op["outputs"][0], 0)["name"] for op in ops]
-    kinds = [op["op_name"] for op in ops]
-    blocks = []
-    for j, kind in enumerate(kinds):
-        if kind != "CONV_2D":
-            continue
-        start, end = j, j + 1
-        while start > 0 and kinds[start - 1] in ("PAD", "RESHAPE"):
-            start -= 1
-        if end < len(kinds) and kinds[end] == "RESHAPE":
-            end += 1
-        blocks.append(names[start:end])
-    return blocks
-
-
 def convert_tflite_int8(student: nn.Module, activation: str, path: str | Path, calibration_windows: np.ndarray,
                         window_samples: int = WINDOW_SAMPLES, activation_bits: int = 8,
-                        float_convs: Sequence[int] = ()) -> dict:
+                        float_ops: Sequence[str] = ()) -> dict:
     """Write an int8 TFLite model; return its quantization parameters.
 
-    Without ``float_convs``: full-integer (int8 in, int8 out, int8 ops). ``float_convs``: indices of the
-    student's convolutions (graph order, 0 = the first; the same indices as the ONNX model's, see
-    :func:`quantize.onnx_int8.quantize_onnx_int8`) whose blocks stay float; the model then takes and returns
-    float32. ``activation_bits=16``: TFLite's 16x8 mode instead (int16 activations, int8 weights, float input
+    Without ``float_ops``: full-integer (int8 in, int8 out, int8 ops). ``float_ops``: op ids of the parts that
+    stay float (the same ids as the ONNX model's, see :func:`quantize.onnx_int8.quantize_onnx_int8`); the
+    model then takes and returns float32. ValueError for an id the model lacks. ``activation_bits=16``: TFLite's 16x8 mode instead (int16 activations, int8 weights, float input
     and output; reference kernels, for measurements such as :mod:`quantize.precision_study`)."""
     import tensorflow as tf
 
@@ -119,22 +98,20 @@ def convert_tflite_int8(student: nn.Module, activation: str, path: str | Path, c
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
-    float_convs = sorted({int(i) for i in float_convs})
+    float_ops = sort_ops(float_ops)
     float_nodes: list[str] = []
     if activation_bits not in (8, 16):
         raise ValueError(f"activation_bits must be 8 or 16, not {activation_bits}")
-    if activation_bits == 16 and float_convs:
-        raise ValueError("float_convs applies to int8 activations (activation_bits=8) only")
+    if activation_bits == 16 and float_ops:
+        raise ValueError("float_ops applies to int8 activations (activation_bits=8) only")
     if activation_bits == 16:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         data = conv.convert()
-    elif float_convs:
+    elif float_ops:
         debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=representative)
-        blocks = conv_block_nodes(debugger.calibrated_model)
-        bad = [i for i in float_convs if not 0 <= i < len(blocks)]
-        if bad:
-            raise ValueError(f"float_convs {bad} out of range: the model has {len(blocks)} convolutions")
-        float_nodes = [n for i in float_convs for n in blocks[i]]
+        available = tflite_float_nodes(debugger.calibrated_model)
+        float_ops = check_float_ops(float_ops, list(available), "the TFLite student")
+        float_nodes = [n for op in float_ops for n in available[op]]
         debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=float_nodes)
         data = debugger.get_nondebug_quantized_model()
     else:
@@ -147,11 +124,11 @@ def convert_tflite_int8(student: nn.Module, activation: str, path: str | Path, c
 
     it = Interpreter(model_content=data)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    fmt = "16x8" if activation_bits == 16 else "int8, float convolutions" if float_convs else "full-integer"
+    fmt = "16x8" if activation_bits == 16 else "int8, float ops" if float_ops else "full-integer"
     return {"format": fmt,
             "ops": "ACTIVATIONS_INT16_WEIGHTS_INT8" if activation_bits == 16 else
-                   "TFLITE_BUILTINS (int8, float where denylisted)" if float_convs else "TFLITE_BUILTINS_INT8",
-            "float_convs": float_convs, "float_nodes": float_nodes,
+                   "TFLITE_BUILTINS (int8, float where denylisted)" if float_ops else "TFLITE_BUILTINS_INT8",
+            "float_ops": float_ops, "float_nodes": float_nodes,
             **_io("input", inp), **_io("output", out), "calibration_windows": int(len(calib)),
             "converter": f"tensorflow {tf.__version__}"}
 

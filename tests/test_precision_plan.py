@@ -1,10 +1,11 @@
-"""Float convolutions chosen by measurement: the greedy plan on real Challenge 2017 validation windows."""
+"""Float parts chosen by measurement: the greedy plan on real Challenge 2017 validation windows."""
 import numpy as np
 import pytest
 
 from distill.data import cinc2017_windows
 from quantize.onnx_export import export_onnx
-from quantize.precision_plan import plan_float_convs
+from quantize.float_ops import sort_ops
+from quantize.precision_plan import plan_float_ops
 
 
 @pytest.fixture(scope="module")
@@ -21,24 +22,25 @@ def test_plan_keeps_in_float_what_measurably_helps(fp32_student, cinc):
     calib = np.clip(cinc2017_windows("train", limit=40).x[:48].astype(np.float32), -8, 8)
     val = cinc2017_windows("val", limit=60).x.astype(np.float32)
     logs = []
-    plan = plan_float_convs(fp32_student, calib, val, target=0.03, input_range=8.0, max_float=2, log=logs.append)
+    plan = plan_float_ops(fp32_student, calib, val, target=0.03, input_range=8.0, max_float=2, log=logs.append)
     steps = plan["steps"]
-    assert plan["n_convs"] == 12 and plan["measured_on"] == f"{len(val)} validation windows"
-    assert steps[0]["float_convs"] == [] and steps[0]["added"] is None
-    # every step is the previous one plus one convolution, and lowers (windows over target, max error)
+    assert plan["candidates"] == [f"conv{i}" for i in range(12)] + [f"add{i}" for i in range(5)] + ["head"]
+    assert plan["measured_on"] == f"{len(val)} validation windows"
+    assert steps[0]["float_ops"] == [] and steps[0]["added"] is None
+    # every step is the previous one plus one part, and lowers (windows over target, max error)
     for a, b in zip(steps, steps[1:]):
-        assert b["float_convs"] == sorted(a["float_convs"] + [b["added"]])
+        assert b["float_ops"] == sort_ops(a["float_ops"] + [b["added"]])
         assert (b["windows_over_target"], b["max_abs_prob_error"]) < (a["windows_over_target"], a["max_abs_prob_error"])
-    assert plan["float_convs"] == steps[-1]["float_convs"] and len(plan["float_convs"]) <= 2
-    # rounding the z-scored input to 8 bits is this student's largest error: the first step keeps conv 0 float
-    assert steps[1]["added"] == 0 and steps[1]["max_abs_prob_error"] < steps[0]["max_abs_prob_error"] / 2
+    assert plan["float_ops"] == steps[-1]["float_ops"] and len(plan["float_ops"]) <= 2
+    # rounding the z-scored input to 8 bits is this student's largest error: the first step keeps conv0 float
+    assert steps[1]["added"] == "conv0" and steps[1]["max_abs_prob_error"] < steps[0]["max_abs_prob_error"] / 2
     assert plan["reached"] == (steps[-1]["windows_over_target"] == 0)
     assert all(s["ms_per_window_1_thread"] > 0 for s in steps) and len(logs) >= len(steps)
 
 
 def test_plan_refuses_to_measure_on_nothing(fp32_student):
     with pytest.raises(ValueError, match="no windows"):
-        plan_float_convs(fp32_student, np.zeros((4, 5000), np.float32), np.zeros((0, 5000), np.float32))
+        plan_float_ops(fp32_student, np.zeros((4, 5000), np.float32), np.zeros((0, 5000), np.float32))
 
 
 def test_committed_bundle_ships_its_plan_in_both_runtimes(bundle_dir):
@@ -53,11 +55,15 @@ def test_committed_bundle_ships_its_plan_in_both_runtimes(bundle_dir):
     card = json.loads((bundle_dir / CARD_NAME).read_text())
     plan = card["precision_plan"]
     files = card["files"]
-    assert files["student_int8.onnx"]["quantization"]["float_convs"] == plan["float_convs"]
-    assert files["student_int8.tflite"]["quantization"]["float_convs"] == plan["float_convs"]
-    assert plan["steps"][-1]["float_convs"] == plan["float_convs"] and "validation" in plan["measured_on"]
+    assert files["student_int8.onnx"]["quantization"]["float_ops"] == plan["float_ops"]
+    assert files["student_int8.tflite"]["quantization"]["float_ops"] == plan["float_ops"]
+    assert plan["steps"][-1]["float_ops"] == plan["float_ops"] and "validation" in plan["measured_on"]
     bad = copy.deepcopy(card)
     del bad["precision_plan"]["steps"]
+    with pytest.raises(BundleError, match="precision_plan"):
+        validate_card(bad)
+    bad = copy.deepcopy(card)
+    bad["precision_plan"]["float_ops"] = [0, 1]  # the indices of older cards are not op ids
     with pytest.raises(BundleError, match="precision_plan"):
         validate_card(bad)
 

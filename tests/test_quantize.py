@@ -77,15 +77,16 @@ def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, mitdb,
     assert q["format"] == "QDQ" and q["calibration_windows"] == 64
     t = card["files"]["student_int8.tflite"]["quantization"]
     # the first convolution stays float in both files (the default), so the TFLite file takes float32 windows
-    assert q["float_convs"] == t["float_convs"] == [0]
+    assert q["float_ops"] == t["float_ops"] == ["conv0"]
     assert t["input_dtype"] == "float32" and t["output_dtype"] == "float32" and t["float_nodes"]
     b = load_bundle(tmp_path / "b")
     assert open_backend(b, runtime="tflite").predict(test_windows.x[:3]).shape == (3, 4)
 
 
-def test_tflite_float_convolutions_are_the_ones_asked_for(tmp_path, models_dir, test_windows):
-    """Selective TFLite quantization: no float convolution -> full-integer, int8 in and out; the first one
-    float -> float32 in and out, that block's ops float and the rest int8, closer to fp32 on real windows."""
+def test_tflite_float_ops_are_the_ones_asked_for(tmp_path, models_dir, test_windows):
+    """Selective TFLite quantization: nothing float -> full-integer, int8 in and out; the first convolution
+    float -> float32 in and out, that block's ops float and the rest int8, closer to fp32 on real windows;
+    a residual Add and the head float -> exactly those ops float."""
     import torch
     from ai_edge_litert.interpreter import Interpreter
 
@@ -99,18 +100,26 @@ def test_tflite_float_convolutions_are_the_ones_asked_for(tmp_path, models_dir, 
     with torch.no_grad():
         ref = torch.softmax(student.eval()(torch.from_numpy(x)[:, None]), 1).numpy()
     errs = {}
-    for fc in ([], [0]):
-        path = tmp_path / f"m{len(fc)}.tflite"
-        q = convert_tflite_int8(student, "softmax", path, calib, float_convs=fc)
+    def dtypes(path, op_name):
         it = Interpreter(model_path=str(path))
-        conv_dtypes = [it._get_tensor_details(op["outputs"][0], 0)["dtype"] for op in it._get_ops_details()
-                       if op["op_name"] == "CONV_2D"]
-        assert conv_dtypes == [np.float32] * len(fc) + [np.int8] * (12 - len(fc))
-        assert q["input_dtype"] == q["output_dtype"] == ("float32" if fc else "int8")
-        errs[len(fc)] = np.abs(TFLiteBackend(path, threads=2).predict(x) - ref).mean()
+        return [it._get_tensor_details(op["outputs"][0], 0)["dtype"] for op in it._get_ops_details()
+                if op["op_name"] == op_name]
+
+    for fo in ([], ["conv0"]):
+        path = tmp_path / f"m{len(fo)}.tflite"
+        q = convert_tflite_int8(student, "softmax", path, calib, float_ops=fo)
+        assert dtypes(path, "CONV_2D") == [np.float32] * len(fo) + [np.int8] * (12 - len(fo))
+        assert q["input_dtype"] == q["output_dtype"] == ("float32" if fo else "int8")
+        errs[len(fo)] = np.abs(TFLiteBackend(path, threads=2).predict(x) - ref).mean()
     assert errs[1] < errs[0]
-    with pytest.raises(ValueError, match="out of range"):
-        convert_tflite_int8(student, "softmax", tmp_path / "bad.tflite", calib, float_convs=[12])
+    path = tmp_path / "add_head.tflite"
+    q = convert_tflite_int8(student, "softmax", path, calib, float_ops=["head", "add1"])
+    assert q["float_ops"] == ["add1", "head"]
+    assert dtypes(path, "ADD") == [np.int8, np.float32, np.int8, np.int8, np.int8]
+    assert dtypes(path, "CONV_2D") == [np.int8] * 12
+    assert dtypes(path, "FULLY_CONNECTED") == dtypes(path, "SOFTMAX") == [np.float32]
+    with pytest.raises(ValueError, match="conv0..conv11, add0..add4, head"):
+        convert_tflite_int8(student, "softmax", tmp_path / "bad.tflite", calib, float_ops=["conv12"])
 
 
 def test_tampered_bundles_fail_clearly(tmp_path, bundle_dir):

@@ -73,9 +73,10 @@ def test_distill_recipe_checks_before_writing(tmp_path, models_dir):
 def test_quantize_recipe_precision_choices_are_checked_before_any_work(tmp_path, models_dir):
     from quantize.recipe import run_recipe
 
-    for bad, match in [(dict(float_convs="all"), "float_convs"), (dict(float_convs=[0, -1]), "float_convs"),
-                       (dict(float_convs="auto", precision_target=3.0), "precision_target"),
-                       (dict(float_convs=[0, 12]), "has 12 convolutions")]:
+    for bad, match in [(dict(float_ops="all"), "float_ops"), (dict(float_ops=[0, 1]), "float_ops"),
+                       (dict(float_ops="auto", precision_target=3.0), "precision_target"),
+                       (dict(float_ops=["conv0", "conv12"]), r"conv12.*conv0..conv11, add0..add4, head"),
+                       (dict(float_ops=["input"]), "not an op id")]:
         with pytest.raises(ConfigError, match=match):
             run_recipe(QuantizeRecipe(student=str(models_dir / "student.pth"), out=str(tmp_path / "b"), **bad),
                        log=lambda m: None)
