@@ -1,10 +1,12 @@
-"""Score teachers (checkpoints or ensemble files) side by side on one split of the project's Challenge 2017 split.
+"""Score models (teacher checkpoints, ensemble files, student checkpoints) side by side on one side (val or
+test) of the project's Challenge 2017 split.
 
     python -m distill.compare models/reference_teacher.pth models/reference_teacher_gpu.pth \\
         models/teacher_ensemble.json --split val
+    python -m distill.compare models/student.pth runs/distill-*/student.pth --split val
 
-Prints, per teacher, the record-level AUROC of each output, their mean and the Challenge 2017 score (mean F1
-of N, A, O); ``--json`` writes the same as JSON. Choose teachers on ``val``; ``test`` is the held-out split.
+Prints, per model, the record-level AUROC of each output, their mean and the Challenge 2017 score (mean F1
+of N, A, O); ``--json`` writes the same as JSON. Choose models on ``val``; ``test`` is the held-out split.
 """
 from __future__ import annotations
 
@@ -15,10 +17,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from torch import nn
 
+from edge_sdk.labels import LabelTable
+
+from .checkpoint import load_model, read_checkpoint
 from .data import WindowSet, cinc2017_windows
 from .distiller import activate, load_teacher
-from .labels import challenge2017_f1
+from .labels import challenge2017_f1, checkpoint_label_table
 from .metrics import evaluate_by_name
 from .student import count_params
 from .torch_dataset import predict
@@ -32,23 +38,33 @@ def split_figures(probs: np.ndarray, names: Sequence[str], activation: str, ws: 
             "challenge_f1": challenge2017_f1(r.get("f1") or {}), "records": len(ws.records), "windows": len(ws)}
 
 
+def load_scored_model(path: str | Path) -> tuple[nn.Module, LabelTable]:
+    """The model and label table of a teacher checkpoint, an ensemble file or a student checkpoint."""
+    if Path(path).suffix != ".json" and read_checkpoint(path).get("arch", "net1d") != "net1d":
+        model, ckpt = load_model(path)
+        return model, checkpoint_label_table(ckpt, model.head.out_features, where=f"student {Path(path).name}")
+    t = load_teacher(path)
+    return t.model, t.labels
+
+
 def compare_teachers(paths: Sequence[str | Path], split: str = "val", limit: int | None = None) -> list[dict]:
-    """Figures of each teacher at ``paths`` on ``split`` (``val`` or ``test``; its first ``limit`` records when
-    given): ``[{"teacher", "params", **split_figures(...)}]``."""
+    """Figures of each model at ``paths`` (teachers, ensembles or students) on ``split`` (``val`` or
+    ``test``; its first ``limit`` records when given): ``[{"teacher", "params", **split_figures(...)}]``."""
     ws = cinc2017_windows(split, limit=limit)
     rows = []
     for p in paths:
-        t = load_teacher(p)
-        probs = activate(predict(t.model, ws.x, desc=f"{Path(p).name} on {split}"), t.labels.activation)
-        rows.append({"teacher": str(p), "params": count_params(t.model),
-                     **split_figures(probs, t.labels.names, t.labels.activation, ws)})
+        model, labels = load_scored_model(p)
+        probs = activate(predict(model, ws.x, desc=f"{Path(p).name} on {split}"), labels.activation)
+        rows.append({"teacher": str(p), "params": count_params(model),
+                     **split_figures(probs, labels.names, labels.activation, ws)})
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m distill.compare", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("teachers", nargs="+", help="teacher checkpoints (.pth) or ensemble files (.json)")
+    ap.add_argument("teachers", nargs="+", metavar="model",
+                    help="teacher or student checkpoints (.pth) or teacher ensemble files (.json)")
     ap.add_argument("--split", choices=("val", "test"), default="val", help="split to score on (default: val)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N records of the split (smoke runs)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -56,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare_teachers(a.teachers, a.split, a.limit)
     names = list(rows[0]["auroc"])
     print(f"{a.split} split: {rows[0]['records']} records, {rows[0]['windows']} windows")
-    print("| teacher | params | " + " | ".join(names) + " | mean AUROC | Challenge F1 (N, A, O) |")
+    print("| model | params | " + " | ".join(names) + " | mean AUROC | Challenge F1 (N, A, O) |")
     print("|---|---:|" + "---:|" * (len(names) + 2))
     for r in rows:
         f1 = f"{r['challenge_f1']:.3f}" if r["challenge_f1"] is not None else "n/a"

@@ -99,3 +99,16 @@ def test_compare_scores_members_and_ensemble_on_real_validation_records(models_d
     for r in rows:
         assert r["records"] == 120 and 0.5 < r["mean_auroc"] <= 1 and 0 < r["challenge_f1"] <= 1
     assert "| teacher_ensemble.json | 1,776,968 |" in capsys.readouterr().out
+
+
+def test_compare_scores_student_checkpoints_beside_a_teacher(models_dir, cinc, tmp_path, capsys):
+    """Students are scored like teachers, by their own label table (so a seed sweep is chosen on val)."""
+    from distill.compare import main
+
+    paths = [str(models_dir / n) for n in ("student.pth", "student_qat.pth", "reference_teacher.pth")]
+    assert main([*paths, "--split", "val", "--limit", "60", "--json", str(tmp_path / "c.json")]) == 0
+    rows = json.loads((tmp_path / "c.json").read_text())
+    assert [r["params"] for r in rows] == [278276, 278276, 888484]
+    assert all(set(r["auroc"]) == {"NORMAL SINUS RHYTHM", "ATRIAL FIBRILLATION", "OTHER RHYTHM", "NOISE"} for r in rows)
+    assert rows[0]["auroc"] != rows[1]["auroc"]  # QAT changed the weights
+    assert "| student_qat.pth | 278,276 |" in capsys.readouterr().out
