@@ -229,9 +229,10 @@ def _add_quantize(sub) -> None:
         sub, "quantize", help="student -> ONNX fp32, int8 ONNX (QDQ) and int8 TFLite, with fidelity, in an app bundle",
         description="Export the student to ONNX, quantize it to int8 with ONNX Runtime static QDQ (per-channel "
                     "weights, real calibration windows through the shared preprocessing) and to an int8 TFLite "
-                    "model with the same parts in float (--float-ops; full-integer when none is), measure fidelity on held-out windows, choose per-label thresholds on labeled "
-                    "validation data, and write an app bundle (student files + JSON model card). Options left "
-                    "out take the --config recipe's value, else the default shown.\n\n"
+                    "model with the same parts in float (--float-ops; full-integer when none is), measure "
+                    "fidelity on held-out windows, choose per-label thresholds on labeled validation data, and "
+                    "write an app bundle (student files + JSON model card). Options left out take the --config "
+                    "recipe's value, else the default shown.\n\n"
                     "the committed bundle: ecg-edge quantize --config configs/default_bundle.json --force")
     p.add_argument("--config", default=None, metavar="JSON",
                    help="recipe file (see configs/default_bundle.json); paths in it are relative to the file")

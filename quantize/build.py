@@ -66,7 +66,8 @@ def teacher_probabilities(teacher: Teacher, names: list[str], x: np.ndarray) -> 
 
 def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.ndarray, test: WindowSet,
                  val: WindowSet | None = None, teacher: Teacher | None = None, tflite: bool = True,
-                 hop_seconds: float = 5.0, calibration_method: str = "minmax", float_ops: Sequence[str] | str = ("conv0",),
+                 hop_seconds: float = 5.0, calibration_method: str = "minmax",
+                 float_ops: Sequence[str] | str = ("conv0",),
                  include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
                  with_conformance: bool = True, chest: WindowSet | None = None, precision_target: float = 0.03) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
@@ -141,16 +142,17 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     plan = None
     if isinstance(float_ops, str):
         if float_ops != "auto":
-            raise ValueError(f"float_ops must be a list of op ids such as ['conv0', 'head'] or 'auto', not {float_ops!r}")
+            raise ValueError(f"float_ops must be a list of op ids such as ['conv0', 'head'] or 'auto', "
+                             f"not {float_ops!r}")
         from .precision_plan import plan_float_ops
 
         on_val = val is not None and len(val) > 0
         _log(f"choosing the float parts by measurement on the {'validation' if on_val else 'calibration'} "
              f"windows (target: max error {precision_target})")
         plan = plan_float_ops(out / "student_fp32.onnx", calibration, val.x if on_val else calibration,
-                                precision_target, calibration_method, input_range,
-                                measured_on="validation windows" if on_val else
-                                "calibration windows (no validation windows were given)", log=_log)
+                              precision_target, calibration_method, input_range,
+                              measured_on="validation windows" if on_val else
+                              "calibration windows (no validation windows were given)", log=_log)
         float_ops = plan["float_ops"]
     _log(f"int8 QDQ with {len(calibration)} calibration windows")
     qparams = quantize_onnx_int8(out / "student_fp32.onnx", out / "student_int8.onnx", calibration, calibration_method,

@@ -7,9 +7,8 @@ hurts most depends on the trained weights, so the choice is measured rather than
 helps most: fewest windows whose largest absolute probability error against the fp32 model exceeds
 ``target``, then the smallest maximum error. It stops when no window exceeds the target, when no part helps
 any more (fewer windows over the target, or a max error at least ``min_gain`` lower), or after ``max_float``
-parts. Every step records what it bought (max / p99 error, windows over the
-target) and what it cost (single-thread ONNX Runtime latency), and the bundle's model card carries the steps
-(``precision_plan``).
+parts. Every step records what it bought (max / p99 error, windows over the target) and what it cost
+(single-thread ONNX Runtime latency), and the bundle's model card carries the steps (``precision_plan``).
 
 The ONNX int8 model (:func:`quantize.onnx_int8.quantize_onnx_int8`) and the TFLite model
 (:func:`quantize.tflite_int8.convert_tflite_int8`) keep the same parts in float.
@@ -50,9 +49,9 @@ def _probs(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def plan_float_ops(fp32_path: str | Path, calibration: np.ndarray, windows: np.ndarray, target: float = 0.03,
-                     calibration_method: str = "minmax", input_range: float | None = None,
-                     max_float: int | None = None, min_gain: float = 0.001, measured_on: str = "validation windows",
-                     log: Callable[[str], None] = print) -> dict:
+                   calibration_method: str = "minmax", input_range: float | None = None,
+                   max_float: int | None = None, min_gain: float = 0.001, measured_on: str = "validation windows",
+                   log: Callable[[str], None] = print) -> dict:
     """Greedy choice of the float parts of the int8 model of ``fp32_path`` (see the module docstring).
 
     ``calibration``: windows (n, 5000) the int8 models are calibrated on; ``windows``: windows (m, 5000) the

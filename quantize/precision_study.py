@@ -80,7 +80,9 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     row("fp32 (reference)", ref, latency_ms(OnnxBackend(fp32, threads=1).predict, val[0]))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        shipped = b.card["files"]["student_int8.onnx"]["quantization"].get("float_ops", ["conv0"])
+        q = b.card["files"]["student_int8.onnx"]["quantization"]
+        # a card written before op ids names its float convolutions by index
+        shipped = q.get("float_ops") or [f"conv{i}" for i in q.get("float_convs", [0])]
         convs = [op for op in sort_ops(onnx_float_nodes(onnx.load(str(fp32)).graph)) if op.startswith("conv")]
         variants = {"int8 everywhere (input too)": ("all8", [], 8),
                     "int8, first convolution float": ("first", ["conv0"], 8),

@@ -39,10 +39,12 @@ def _plan_markdown(plan: dict) -> list[str]:
                  f"({'reached' if plan['reached'] else 'not reached'} there); each step keeps one more part in float "
                  "in the ONNX Runtime int8 model (convN: the N-th convolution, conv0 = the first; addN: the N-th "
                  "residual Add; head: pooling and linear layer):", "",
-             "| float part added | float parts | max abs prob. error | p99 | windows > target | ms / window (1 thread, build machine) |",
+             "| float part added | float parts | max abs prob. error | p99 | windows > target "
+             "| ms / window (1 thread, build machine) |",
              "|---|---|---:|---:|---:|---:|"]
     for st in plan["steps"]:
-        lines.append(f"| {st['added'] or 'none (all int8)'} | {compact(st['float_ops'])} | {_f(st['max_abs_prob_error'], 3)} | "
+        lines.append(f"| {st['added'] or 'none (all int8)'} | {compact(st['float_ops'])} | "
+                     f"{_f(st['max_abs_prob_error'], 3)} | "
                      f"{_f(st['p99_abs_prob_error'], 3)} | {st['windows_over_target']:,} | "
                      f"{_f(st['ms_per_window_1_thread'], 2)} |")
     return lines

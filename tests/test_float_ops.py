@@ -40,7 +40,8 @@ def test_op_ids_parse_sort_and_print_compactly():
     for bad in ("conv", "0,1", "input", "conv-1"):
         with pytest.raises(ValueError, match="not an op id"):
             parse_float_ops(bad)
-    with pytest.raises(ValueError, match=r"\['add5'\] are not in student.pth, whose ops are conv0..conv11, add0..add4, head"):
+    with pytest.raises(ValueError, match=r"\['add5'\] are not in student.pth, whose ops are conv0..conv11, "
+                                         r"add0..add4, head"):
         check_float_ops(["conv0", "add5"], STUDENT_OPS, "student.pth")
 
 
