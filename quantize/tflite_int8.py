@@ -84,8 +84,9 @@ def convert_tflite_int8(student: nn.Module, activation: str, path: str | Path, c
 
     Without ``float_ops``: full-integer (int8 in, int8 out, int8 ops). ``float_ops``: op ids of the parts that
     stay float (the same ids as the ONNX model's, see :func:`quantize.onnx_int8.quantize_onnx_int8`); the
-    model then takes and returns float32. ValueError for an id the model lacks. ``activation_bits=16``: TFLite's 16x8 mode instead (int16 activations, int8 weights, float input
-    and output; reference kernels, for measurements such as :mod:`quantize.precision_study`)."""
+    model then takes and returns float32. ValueError for an id the model lacks. ``activation_bits=16``:
+    TFLite's 16x8 mode instead (int16 activations, int8 weights, float input and output; reference kernels,
+    for measurements such as :mod:`quantize.precision_study`)."""
     import tensorflow as tf
 
     model = keras_student(student.eval(), activation, window_samples)
