@@ -133,11 +133,16 @@ def find_recorded_checkpoint(recorded: list[str | None], sha256: str | None,
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load any checkpoint written by :func:`save_checkpoint` (Net1D teacher or student) in eval mode."""
     ckpt = read_checkpoint(path)
-    arch = ckpt.get("arch", "net1d")
-    if arch == "net1d":
+    if ckpt.get("arch", "net1d") == "net1d":
         return load_net1d(path)
+    return student_from_checkpoint(ckpt, path), ckpt
+
+
+def student_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module:
+    """The student (eval mode) of a checkpoint dict already read by :func:`read_checkpoint` from ``path``."""
     from .student import build_student  # students live beside the teacher
 
+    arch = ckpt.get("arch")
     try:
         model = build_student(arch, **(ckpt.get("config") or {}))
     except (TypeError, ValueError, RuntimeError) as e:
@@ -148,8 +153,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit a {arch} with config {ckpt.get('config')}: {str(e)[:400]}") from e
-    model.eval()
-    return model, ckpt
+    return model.eval()
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch: str, config: dict, labels: LabelTable,

@@ -21,7 +21,7 @@ from torch import nn
 
 from edge_sdk.labels import LabelTable
 
-from .checkpoint import load_model, read_checkpoint
+from .checkpoint import read_checkpoint, student_from_checkpoint
 from .data import WindowSet, cinc2017_windows
 from .distiller import activate, load_teacher
 from .labels import challenge2017_f1, checkpoint_label_table
@@ -40,8 +40,8 @@ def split_figures(probs: np.ndarray, names: Sequence[str], activation: str, ws: 
 
 def load_scored_model(path: str | Path) -> tuple[nn.Module, LabelTable]:
     """The model and label table of a teacher checkpoint, an ensemble file or a student checkpoint."""
-    if Path(path).suffix != ".json" and read_checkpoint(path).get("arch", "net1d") != "net1d":
-        model, ckpt = load_model(path)
+    if Path(path).suffix != ".json" and (ckpt := read_checkpoint(path)).get("arch", "net1d") != "net1d":
+        model = student_from_checkpoint(ckpt, path)
         return model, checkpoint_label_table(ckpt, model.head.out_features, where=f"student {Path(path).name}")
     t = load_teacher(path)
     return t.model, t.labels

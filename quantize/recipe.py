@@ -15,7 +15,7 @@ import numpy as np
 
 from distill.data import DataSpec, WindowSet, cache_dir, load_split
 from distill.distiller import Teacher, load_teacher, teacher_targets
-from distill.checkpoint import find_recorded_checkpoint, load_model, read_checkpoint
+from distill.checkpoint import find_recorded_checkpoint, read_checkpoint, student_from_checkpoint
 from distill.labels import checkpoint_label_table, hard_targets
 from distill.errors import CheckpointError
 from distill.recipe import read_recipe_file
@@ -102,7 +102,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         raise CheckpointError(f"{student_path} holds a Net1D; quantize expects a student from `ecg-edge distill`")
     if fo != "auto":
         try:
-            check_float_ops(fo, torch_float_ops(load_model(student_path)[0]), student_path.name)
+            check_float_ops(fo, torch_float_ops(student_from_checkpoint(s_ckpt, student_path)), student_path.name)
         except ValueError as e:
             raise ConfigError(f"float_ops: {e}") from None
     if recipe.out:
