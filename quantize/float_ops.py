@@ -47,16 +47,23 @@ def check_float_ops(ops: Sequence[str], available: Sequence[str], where: str = "
     return ops
 
 
+def _indices(ops: Sequence[str], kind: str) -> list[int]:
+    """The indices of the ``kind`` ("conv" or "add") ids among ``ops``, in their order."""
+    return [int(o[len(kind):]) for o in ops if o.startswith(kind)]
+
+
+def _joined(parts: list[str], ops: Sequence[str]) -> str:
+    return ", ".join(parts + ([HEAD] if HEAD in ops else [])) or "none"
+
+
 def describe(ops: Sequence[str]) -> str:
     """``conv0..conv11, add0..add4, head`` for a list of op ids."""
     parts = []
     for kind in ("conv", "add"):
-        idx = [int(o[len(kind):]) for o in ops if o.startswith(kind)]
+        idx = _indices(ops, kind)
         if idx:
             parts.append(f"{kind}0..{kind}{max(idx)}" if len(idx) > 1 else f"{kind}{idx[0]}")
-    if HEAD in ops:
-        parts.append(HEAD)
-    return ", ".join(parts) or "none"
+    return _joined(parts, ops)
 
 
 def compact(ops: Sequence[str]) -> str:
@@ -64,17 +71,14 @@ def compact(ops: Sequence[str]) -> str:
     ops = sort_ops(ops)
     parts = []
     for kind in ("conv", "add"):
-        idx = [int(o[len(kind):]) for o in ops if o.startswith(kind)]
         runs: list[list[int]] = []
-        for i in idx:
+        for i in _indices(ops, kind):
             if runs and i == runs[-1][-1] + 1:
                 runs[-1].append(i)
             else:
                 runs.append([i])
         parts += [f"{kind}{r[0]}" if len(r) == 1 else f"{kind}{r[0]}-{r[-1]}" for r in runs]
-    if HEAD in ops:
-        parts.append(HEAD)
-    return ", ".join(parts) or "none"
+    return _joined(parts, ops)
 
 
 def torch_float_ops(model) -> list[str]:
