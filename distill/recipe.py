@@ -79,6 +79,7 @@ class DistillRecipe:
     alpha: float = 0.7
     hint_weight: float = 0.1
     selection: str = "mean_auroc"
+    average_last: int = 0  # > 0: the checkpoint is the average of the weights after each of the last N epochs
     device: str = "auto"
     seed: int = 0
 
@@ -110,6 +111,10 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
         check_new_file(out, force, "student checkpoint")
     if recipe.unmapped_labels not in ("error", "unlabeled"):
         raise ConfigError(f"unmapped_labels must be error or unlabeled, not {recipe.unmapped_labels!r}")
+    n = recipe.average_last
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= recipe.epochs:
+        raise ConfigError(f"average_last is a number of final epochs between 0 and epochs ({recipe.epochs}), "
+                          f"not {n!r}")
     teacher = load_teacher(recipe.teacher, recipe.teacher_config, recipe.teacher_labels)
     student_labels, _ = select_student_labels(teacher.labels, recipe.labels)
     del teacher
@@ -122,7 +127,7 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
     hard = recipe.hard_labels and train.labeled
     cfg = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                       samples_per_epoch=recipe.samples_per_epoch, device=recipe.device, seed=recipe.seed,
-                      resume=resume, out_dir=str(out.parent / f"{out.stem}_run"))
+                      average_last=recipe.average_last, resume=resume, out_dir=str(out.parent / f"{out.stem}_run"))
     dcfg = DistillConfig(temperature=recipe.temperature, alpha=recipe.alpha if hard else 1.0,
                          hint_weight=recipe.hint_weight, selection=recipe.selection)
     result = distill(recipe.teacher, out, train if hard else train.unlabeled(), val, cfg=dcfg, train_cfg=cfg,

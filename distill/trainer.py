@@ -42,6 +42,7 @@ class TrainConfig:
     resume: bool = False
     threads: int = 0  # CPU threads for torch (0 = torch default)
     augment: dict | None = None  # WearableAugment settings (distill.augment); None = no augmentation
+    average_last: int = 0  # > 0: the result is the average of the weights after each of the last N epochs
 
 
 def augmentation_seed(seed: int, rank: int, epoch: int) -> int:
@@ -104,7 +105,11 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
         loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor],
         evaluate: Callable[[nn.Module], dict[str, float]], score_key: str, cfg: TrainConfig,
         save_best: Callable[[nn.Module, dict], None], extra_modules: nn.Module | None = None) -> dict:
-    """Train ``model`` with AdamW + one-cycle cosine LR; keep the epoch with the best ``evaluate()[score_key]``.
+    """Train ``model`` with AdamW + one-cycle cosine LR; keep the epoch with the best ``evaluate()[score_key]``,
+    or with ``cfg.average_last`` = N > 0 the average of the weights (BatchNorm statistics included) after each
+    of the last N epochs: one model instead of a choice among epochs whose validation figures move by noise.
+    The average is evaluated and saved after the last epoch; its metrics are the history's last entry
+    (``"epoch": "average of N"``).
 
     ``loss_fn(model, batch)`` gets the (DDP-wrapped) model and a dict batch on the device. ``extra_modules``
     (e.g. a feature-hint projection) are trained alongside. ``cfg.augment`` turns on
@@ -140,6 +145,9 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
     best = -math.inf
     start_epoch = 0
     last = out / "last.pt"
+    if not 0 <= cfg.average_last <= cfg.epochs:
+        raise EdgeSDKError(f"average_last must be between 0 and epochs ({cfg.epochs}), not {cfg.average_last}")
+    averaged = torch.optim.swa_utils.AveragedModel(model, use_buffers=True) if cfg.average_last else None
     if cfg.resume and last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
         saved = state.get("config", {})
@@ -154,6 +162,8 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
         sched.load_state_dict(state["sched"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        if averaged is not None and state.get("averaged") is not None:
+            averaged.load_state_dict(state["averaged"])
         if rank == 0:
             print(f"resumed from {last} at epoch {start_epoch}")
     for epoch in range(start_epoch, cfg.epochs):
@@ -191,11 +201,24 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
                 save_best(model, metrics)
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
                   + ("  *best*" if improved else ""), flush=True)
+            if averaged is not None and epoch >= cfg.epochs - cfg.average_last:
+                averaged.update_parameters(model)
             torch.save({"trainable": trainable.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "scaler": scaler.state_dict(), "epoch": epoch, "best": best, "history": history,
-                        "config": asdict(cfg)}, last)
+                        "config": asdict(cfg), "averaged": averaged.state_dict() if averaged is not None else None},
+                       last)
         if world > 1:
             dist.barrier()
+    if averaged is not None and rank == 0 and start_epoch < cfg.epochs:
+        mean_model = averaged.module.eval()
+        metrics = {"epoch": f"average of {cfg.average_last}", **evaluate(mean_model)}
+        if score_key == "neg_train_loss":
+            metrics[score_key] = history[-1][score_key]  # no validation data: the last epoch's figure
+        history.append(metrics)
+        best = metrics[score_key]
+        save_best(mean_model, metrics)
+        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+              + "  *saved*", flush=True)
     if world > 1:
         dist.destroy_process_group()
     return {"history": history, "best": best}

@@ -181,6 +181,9 @@ def _add_distill(sub) -> None:
     p.add_argument("--hint-weight", type=float, default=None, help="feature-hint MSE weight (0 disables) [default: 0.1]")
     p.add_argument("--selection", default=None, choices=["mean_auroc", "macro_f1", "challenge2017_f1"],
                    help="validation figure that picks the best epoch [default: mean_auroc]")
+    p.add_argument("--average-last", type=int, default=None, metavar="N",
+                   help="write the average of the weights after each of the last N epochs instead of the best "
+                        "epoch (0: the best epoch by --selection) [default: 0]")
     p.add_argument("--device", default=None, help="auto (cuda when present), cpu, cuda, cuda:1 ... [default: auto]")
     p.add_argument("--seed", type=int, default=None, help="random seed [default: 0]")
     p.add_argument("--resume", action="store_true", help="continue from <out dir>/<out name>_run/last.pt")
@@ -204,12 +207,14 @@ def _run_distill(a) -> int:
                      hard_labels=False if a.no_hard_labels else None, unmapped_labels=a.unmapped_labels,
                      train_hop=a.train_hop, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                      samples_per_epoch=a.samples_per_epoch, temperature=a.temperature, alpha=a.alpha,
-                     hint_weight=a.hint_weight, selection=a.selection, device=a.device, seed=a.seed)
+                     hint_weight=a.hint_weight, selection=a.selection, average_last=a.average_last,
+                     device=a.device, seed=a.seed)
     recipe = _recipe(DistillRecipe, a.config, overrides)
     recipe.data = {**recipe.data, **data}
     r = run_distill_recipe(recipe, force=a.force, resume=a.resume, log=lambda m: print(m, flush=True))
     print(f"student: {r['params']:,} parameters, {r['macs_per_window'] / 1e6:.2f} MMAC per 10-s window, "
-          f"{len(r['labels'])} outputs; best {r['selection']} {r['best']:.4f}; {r['seconds']} s; checkpoint {r['out']}")
+          f"{len(r['labels'])} outputs; {'saved' if recipe.average_last else 'best'} {r['selection']} {r['best']:.4f}; "
+          f"{r['seconds']} s; checkpoint {r['out']}")
     return 0
 
 

@@ -114,3 +114,40 @@ def test_torchrun_ddp_two_processes_on_cpu(tmp_path, cinc, models_dir):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.exists() and "student:" in proc.stdout
+
+
+def test_average_last_writes_the_mean_of_the_last_epochs_weights(tmp_path, small_sets):
+    """``average_last`` = 2: the saved model is the mean of the weights (BatchNorm statistics included) after
+    the last two epochs, evaluated once more; the per-epoch choice is no longer what gets written."""
+    import copy
+
+    from distill.trainer import fit
+
+    train, _ = small_sets
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 4, 15, stride=8), nn.BatchNorm1d(4), nn.ReLU(), nn.AdaptiveAvgPool1d(1),
+                          nn.Flatten(), nn.Linear(4, len(train.classes)))
+    data = [{"x": torch.from_numpy(train.x[i].astype(np.float32))[None], "y": torch.tensor(int(train.y[i]))}
+            for i in range(len(train))]
+    after_epoch, saved = [], []
+
+    def evaluate(m):
+        after_epoch.append(copy.deepcopy(m.state_dict()))
+        return {"score": float(len(after_epoch) == 1)}  # the first epoch would be "best"
+
+    def loss_fn(m, batch):
+        return nn.functional.cross_entropy(m(batch["x"]), batch["y"])
+
+    cfg = TrainConfig(epochs=3, batch_size=16, samples_per_epoch=64, out_dir=str(tmp_path / "run"), average_last=2)
+    r = fit(model, data, np.full(len(data), 1 / len(data)), loss_fn, evaluate, "score", cfg,
+            lambda m, metrics: saved.append((copy.deepcopy(m.state_dict()), metrics)))
+    assert [e["epoch"] for e in r["history"]] == [1, 2, 3, "average of 2"] and len(after_epoch) == 4
+    state, metrics = saved[-1]
+    assert metrics["epoch"] == "average of 2" and r["best"] == metrics["score"]
+    for k, v in state.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (after_epoch[1][k] + after_epoch[2][k]) / 2)
+    assert not torch.equal(state["5.weight"], after_epoch[2]["5.weight"])
+    with pytest.raises(EdgeSDKError, match="average_last"):
+        fit(model, data, np.full(len(data), 1 / len(data)), loss_fn, evaluate, "score",
+            TrainConfig(epochs=2, average_last=3, out_dir=str(tmp_path / "bad")), lambda m, metrics: None)

@@ -67,6 +67,10 @@ def test_distill_recipe_checks_before_writing(tmp_path, models_dir):
     with pytest.raises(ConfigError, match="unmapped_labels"):
         run_distill_recipe(DistillRecipe(teacher=str(models_dir / "reference_teacher.pth"), out=str(tmp_path / "s.pth"),
                                          unmapped_labels="drop"), log=lambda m: None)
+    for bad in (-1, 31, 2.5):
+        with pytest.raises(ConfigError, match="average_last"):
+            run_distill_recipe(DistillRecipe(teacher=str(models_dir / "reference_teacher.pth"),
+                                             out=str(tmp_path / "s.pth"), average_last=bad), log=lambda m: None)
     assert not list(tmp_path.iterdir())
 
 
