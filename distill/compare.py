@@ -60,6 +60,13 @@ def compare_teachers(paths: Sequence[str | Path], split: str = "val", limit: int
     return rows
 
 
+def row_names(paths: Sequence[str | Path]) -> list[str]:
+    """How the table names each model: its file name, or the path as given where file names repeat
+    (``runs/seed0/student.pth`` beside ``runs/seed1/student.pth``)."""
+    names = [Path(p).name for p in paths]
+    return [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m distill.compare", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.split} split: {rows[0]['records']} records, {rows[0]['windows']} windows")
     print("| model | params | " + " | ".join(names) + " | mean AUROC | Challenge F1 (N, A, O) |")
     print("|---|---:|" + "---:|" * (len(names) + 2))
-    for r in rows:
+    for r, shown in zip(rows, row_names([r["teacher"] for r in rows])):
         f1 = f"{r['challenge_f1']:.3f}" if r["challenge_f1"] is not None else "n/a"
-        print(f"| {Path(r['teacher']).name} | {r['params']:,} | " + " | ".join(f"{r['auroc'][n]:.4f}" for n in names)
+        print(f"| {shown} | {r['params']:,} | " + " | ".join(f"{r['auroc'][n]:.4f}" for n in names)
               + f" | {r['mean_auroc']:.4f} | {f1} |")
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))

@@ -112,3 +112,10 @@ def test_compare_scores_student_checkpoints_beside_a_teacher(models_dir, cinc, t
     assert all(set(r["auroc"]) == {"NORMAL SINUS RHYTHM", "ATRIAL FIBRILLATION", "OTHER RHYTHM", "NOISE"} for r in rows)
     assert rows[0]["auroc"] != rows[1]["auroc"]  # QAT changed the weights
     assert "| student_qat.pth | 278,276 |" in capsys.readouterr().out
+
+
+def test_compare_names_rows_by_path_where_file_names_repeat():
+    from distill.compare import row_names
+
+    assert row_names(["runs/s0/student.pth", "runs/s1/student.pth", "models/student_qat.pth"]) == \
+        ["runs/s0/student.pth", "runs/s1/student.pth", "student_qat.pth"]
