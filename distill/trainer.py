@@ -151,11 +151,12 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
     if cfg.resume and last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
         saved = state.get("config", {})
-        if (saved.get("epochs"), saved.get("samples_per_epoch"), saved.get("batch_size")) != \
-                (cfg.epochs, cfg.samples_per_epoch, cfg.batch_size):
+        if (saved.get("epochs"), saved.get("samples_per_epoch"), saved.get("batch_size"),
+                saved.get("average_last", 0)) != (cfg.epochs, cfg.samples_per_epoch, cfg.batch_size, cfg.average_last):
             raise EdgeSDKError(f"{last} was written by a run with epochs={saved.get('epochs')}, "
-                               f"samples_per_epoch={saved.get('samples_per_epoch')}, batch_size={saved.get('batch_size')}; "
-                               "resume with the same values (the learning-rate schedule depends on them) "
+                               f"samples_per_epoch={saved.get('samples_per_epoch')}, batch_size={saved.get('batch_size')}, "
+                               f"average_last={saved.get('average_last', 0)}; "
+                               "resume with the same values (the learning-rate schedule and the average depend on them) "
                                "or start a new run in another --out folder")
         trainable.load_state_dict(state["trainable"])
         opt.load_state_dict(state["opt"])
@@ -209,7 +210,7 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
                        last)
         if world > 1:
             dist.barrier()
-    if averaged is not None and rank == 0 and start_epoch < cfg.epochs:
+    if averaged is not None and rank == 0:  # also when a finished run is resumed: last.pt holds the average so far
         mean_model = averaged.module.eval()
         metrics = {"epoch": f"average of {cfg.average_last}", **evaluate(mean_model)}
         if score_key == "neg_train_loss":

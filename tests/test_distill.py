@@ -148,6 +148,13 @@ def test_average_last_writes_the_mean_of_the_last_epochs_weights(tmp_path, small
         if v.is_floating_point():
             torch.testing.assert_close(v, (after_epoch[1][k] + after_epoch[2][k]) / 2)
     assert not torch.equal(state["5.weight"], after_epoch[2]["5.weight"])
+    cfg.resume = True  # a finished run resumed (say, killed while saving the average) saves the same average
+    fit(model, data, np.full(len(data), 1 / len(data)), loss_fn, evaluate, "score", cfg,
+        lambda m, metrics: saved.append((copy.deepcopy(m.state_dict()), metrics)))
+    assert all(torch.equal(saved[-1][0][k], state[k]) for k in state)
+    cfg.average_last = 1
+    with pytest.raises(EdgeSDKError, match="average_last=2"):
+        fit(model, data, np.full(len(data), 1 / len(data)), loss_fn, evaluate, "score", cfg, lambda m, metrics: None)
     with pytest.raises(EdgeSDKError, match="average_last"):
         fit(model, data, np.full(len(data), 1 / len(data)), loss_fn, evaluate, "score",
             TrainConfig(epochs=2, average_last=3, out_dir=str(tmp_path / "bad")), lambda m, metrics: None)
