@@ -154,10 +154,10 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
         if (saved.get("epochs"), saved.get("samples_per_epoch"), saved.get("batch_size"),
                 saved.get("average_last", 0)) != (cfg.epochs, cfg.samples_per_epoch, cfg.batch_size, cfg.average_last):
             raise EdgeSDKError(f"{last} was written by a run with epochs={saved.get('epochs')}, "
-                               f"samples_per_epoch={saved.get('samples_per_epoch')}, batch_size={saved.get('batch_size')}, "
-                               f"average_last={saved.get('average_last', 0)}; "
-                               "resume with the same values (the learning-rate schedule and the average depend on them) "
-                               "or start a new run in another --out folder")
+                               f"samples_per_epoch={saved.get('samples_per_epoch')}, "
+                               f"batch_size={saved.get('batch_size')}, average_last={saved.get('average_last', 0)}; "
+                               "resume with the same values (the learning-rate schedule and the average depend on "
+                               "them) or start a new run in another --out folder")
         trainable.load_state_dict(state["trainable"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
