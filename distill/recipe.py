@@ -22,7 +22,8 @@ R = TypeVar("R")
 def read_recipe_file(cls: type[R], path: str | Path, path_keys: tuple[str, ...], overrides: dict[str, Any]) -> R:
     """Read a JSON recipe into ``cls``; ``path_keys`` and the ``data`` record paths are taken relative to the
     file's folder; ``overrides`` that are not None replace the file's values. Unknown keys, a missing file or
-    bad JSON are a :class:`~edge_sdk.errors.ConfigError`."""
+    bad JSON are a :class:`~edge_sdk.errors.ConfigError`; a key that ``cls.RENAMED_KEYS`` (old name -> what
+    to write instead) knows says what replaced it."""
     p = Path(path)
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
@@ -34,8 +35,11 @@ def read_recipe_file(cls: type[R], path: str | Path, path_keys: tuple[str, ...],
     if not isinstance(d, dict):
         raise ConfigError(f"recipe {p} must hold a JSON object with keys among {sorted(known)}")
     unknown = sorted(set(d) - known)
+    renamed = getattr(cls, "RENAMED_KEYS", {})
+    hints = [f"{k!r} is now {renamed[k]}" for k in unknown if k in renamed]
     if unknown:
-        raise ConfigError(f"recipe {p}: unknown keys {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"recipe {p}: unknown keys {unknown}; "
+                          + (f"{'; '.join(hints)}" if hints else f"known: {sorted(known)}"))
     base = p.parent
 
     def rel(v):

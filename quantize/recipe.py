@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -52,6 +52,11 @@ class QuantizeRecipe:
     include_teacher: bool = False
     hop_seconds: float = 5.0
     seed: int = 0
+
+    #: Keys of older recipes, and what replaced them.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "float_convs": "'float_ops', with op ids instead of indices: [0, 1] -> [\"conv0\", \"conv1\"] "
+                       "(or \"auto\")"}
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "QuantizeRecipe":

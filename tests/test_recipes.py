@@ -44,6 +44,9 @@ def test_recipe_file_errors_are_named(tmp_path):
     bad.write_text('{"teacher": "t.pth", "epoch": 3}')
     with pytest.raises(ConfigError, match="unknown keys \\['epoch'\\]"):
         DistillRecipe.from_file(bad)
+    bad.write_text('{"student": "s.pth", "float_convs": [0, 1]}')  # a recipe from before the rename
+    with pytest.raises(ConfigError, match="'float_convs' is now 'float_ops', with op ids instead of indices"):
+        QuantizeRecipe.from_file(bad)
     bad.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="JSON object"):
         DistillRecipe.from_file(bad)
