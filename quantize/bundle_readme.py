@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .float_ops import compact
+from .float_ops import LEGEND, compact
 
 README_NAME = "README.md"
 
@@ -84,8 +84,7 @@ def bundle_readme(card: dict) -> str:
                       f"{q['input_zero_point']}, -128, 127); p = (q_out - ({q['output_zero_point']})) * "
                       f"{_fmt(q['output_scale'])}.", ""]
         if f["runtime"] in ("tflite", "onnxruntime") and q.get("float_ops"):
-            lines += [f"`{name}`: {compact(q['float_ops'])} run in float (convN: the N-th convolution, conv0 = the "
-                      "first; addN: the N-th residual Add; head: pooling and linear layer), the rest in int8"
+            lines += [f"`{name}`: {compact(q['float_ops'])} run in float ({LEGEND}), the rest in int8"
                       + ("; chosen by measurement, see `precision_plan` in `model_card.json`" if card.get("precision_plan") else "")
                       + ".", ""]
     ort_info = mob.get("ort")

@@ -16,6 +16,8 @@ import re
 from typing import Iterable, Sequence
 
 HEAD = "head"
+#: How tables and READMEs explain the op ids to a reader.
+LEGEND = "convN: the N-th convolution, conv0 = the first; addN: the N-th residual Add; head: pooling and linear layer"
 _ID = re.compile(r"^(conv|add)(\d+)$|^head$")
 
 

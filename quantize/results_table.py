@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edge_sdk.errors import ConfigError
 
-from .float_ops import compact
+from .float_ops import LEGEND, compact
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -37,8 +37,7 @@ def _plan_markdown(plan: dict) -> list[str]:
     lines = ["", f"Which parts stay float, chosen by measurement (`quantize/precision_plan.py`) on "
                  f"{plan['measured_on']}, target max error {plan['target_max_abs_prob_error']} "
                  f"({'reached' if plan['reached'] else 'not reached'} there); each step keeps one more part in float "
-                 "in the ONNX Runtime int8 model (convN: the N-th convolution, conv0 = the first; addN: the N-th "
-                 "residual Add; head: pooling and linear layer):", "",
+                 f"in the ONNX Runtime int8 model ({LEGEND}):", "",
              "| float part added | float parts | max abs prob. error | p99 | windows > target "
              "| ms / window (1 thread, build machine) |",
              "|---|---|---:|---:|---:|---:|"]
