@@ -38,8 +38,8 @@ def read_recipe_file(cls: type[R], path: str | Path, path_keys: tuple[str, ...],
     renamed = getattr(cls, "RENAMED_KEYS", {})
     hints = [f"{k!r} is now {renamed[k]}" for k in unknown if k in renamed]
     if unknown:
-        raise ConfigError(f"recipe {p}: unknown keys {unknown}; "
-                          + (f"{'; '.join(hints)}" if hints else f"known: {sorted(known)}"))
+        raise ConfigError(f"recipe {p}: unknown keys {unknown}; " + "".join(h + "; " for h in hints)
+                          + f"known: {sorted(known)}")
     base = p.parent
 
     def rel(v):
