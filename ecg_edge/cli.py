@@ -276,6 +276,11 @@ def _add_quantize(sub) -> None:
     p.add_argument("--precision-target", type=float, default=None,
                    help="with --float-ops auto: largest acceptable absolute probability error of the int8 "
                         "model against fp32 on any validation window [default: 0.03]")
+    p.add_argument("--record-rule", default=None, choices=["mean", "logistic"],
+                   help="how a recording's windows become one label, written to the card: 'mean' = the highest "
+                        "mean probability; 'logistic' = a logistic regression over each output's mean, log-mean, "
+                        "max, min and spread, fitted on the labeled training records and chosen on validation "
+                        "(softmax models) [default: mean]")
     p.set_defaults(func=_run_quantize)
 
 
@@ -296,7 +301,7 @@ def _run_quantize(a) -> int:
                      qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
                      include_teacher=a.include_teacher,
                      tflite=False if a.no_tflite else None, float_ops=a.float_ops, precision_target=a.precision_target,
-                     data=data or None)
+                     record_rule=a.record_rule, data=data or None)
     if not a.config and not a.student:
         raise SystemExit("ecg-edge quantize: give --student (or --config RECIPE.json)")
     recipe = _recipe(QuantizeRecipe, a.config, overrides)

@@ -10,7 +10,7 @@ from edge_sdk.bundle import load_bundle
 from edge_sdk.errors import BundleError
 from edge_sdk.outputs import new_run_dir
 
-from .stream_command import open_source, stream_predictions
+from .stream_command import open_source, record_line, stream_predictions
 
 #: The recipe of the committed bundle (paths relative to the file); the demo rebuilds a missing bundle with it.
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "default_bundle.json"
@@ -52,6 +52,8 @@ def run_demo(a) -> int:
     s = asyncio.run(stream())
     print(f"\n[demo] {s.prediction_count} windows, {s.samples_received} samples received, "
           f"sensor rate estimate {s.fs_estimate:.3f} Hz")
+    if s.prediction_count:
+        print(f"[demo] {record_line(s)}")
     print("latency per stage (ms):\n" + s.latency.table())
     from .bench import markdown_table, run_bench
 

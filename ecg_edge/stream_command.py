@@ -81,6 +81,13 @@ async def stream_predictions(source: EcgSource, bundle: str, duration: float | N
     return stream
 
 
+def record_line(stream: EcgStream) -> str:
+    """The recording's label by the card's record rule, with its scores (after at least one window)."""
+    d = stream.record_decision()
+    scores = ", ".join(f"{n} {v:.2f}" for n, v in sorted(d.scores.items(), key=lambda kv: -kv[1]))
+    return f"recording: {d.label} (the card's record rule, {d.method}, over {d.n_windows} windows; {scores})"
+
+
 def summary(stream: EcgStream) -> str:
     """What a session did: samples, windows, dropped windows, and latency per stage."""
     secs = stream.samples_received / stream.fs_estimate if stream.fs_estimate else 0.0
@@ -91,6 +98,8 @@ def summary(stream: EcgStream) -> str:
         lines.append(f"no prediction: a window needs {window_s:g} s of continuous ECG"
                      + (f" and the stream gave {secs:.1f} s" if secs < window_s else
                         " (gaps or invalid samples split the stream; see the events above)"))
+    if stream.record_decision() is not None:
+        lines.append(record_line(stream))
     if stream.latency.samples:
         lines.append("latency per stage (ms):\n" + stream.latency.table())
     return "\n".join(lines)

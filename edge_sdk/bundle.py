@@ -21,6 +21,7 @@ from typing import Any
 from .errors import BundleError, LabelError
 from .labels import ECGFOUNDER_VOCABULARY, LabelTable
 from .preprocessing import PreprocessingConfig
+from .record_rule import RecordRule
 
 CARD_NAME = "model_card.json"
 CARD_FORMAT = "ecg-edge/model-card"
@@ -82,6 +83,13 @@ class ModelBundle:
     @property
     def preprocessing(self) -> PreprocessingConfig:
         return PreprocessingConfig(**self.card["preprocessing"])
+
+    @property
+    def record_rule(self) -> RecordRule:
+        """How a recording's windows become one label: the card's ``record_rule``, or the highest mean
+        probability when the card has none (see :mod:`edge_sdk.record_rule`)."""
+        return RecordRule.from_dict(self.card.get("record_rule", {"method": "mean"}), self.labels,
+                                    where=f"{CARD_NAME}: record_rule")
 
     def path(self, file_name: str) -> Path:
         if file_name not in self.card["files"]:
@@ -237,6 +245,8 @@ def validate_card(card: Any, where: str = CARD_NAME) -> dict:
         b = f["bytes"]
         if isinstance(b, bool) or not isinstance(b, int) or not 0 < b <= MAX_FILE_BYTES:
             raise BundleError(f"{where}: extra file entry {name!r} has bytes {b!r}; expected 1..{MAX_FILE_BYTES}")
+    if "record_rule" in card:
+        RecordRule.from_dict(card["record_rule"], table.names, where=f"{where}: record_rule")
     conf = card.get("conformance")
     if conf is not None and conf.get("file") not in extras:
         raise BundleError(f"{where}: conformance file {conf.get('file')!r} is not listed in extras")

@@ -24,10 +24,12 @@ from distill.labels import checkpoint_label_table
 from distill.student import count_macs, count_params
 from distill.torch_dataset import predict
 from edge_sdk.bundle import CARD_FORMAT, CARD_SCHEMA_VERSION, CARD_VERSION, sha256_of, write_card
+from edge_sdk.errors import ConfigError
 from edge_sdk.inference.onnx_backend import OnnxBackend
 from edge_sdk.labels import LabelTable
 from edge_sdk.outputs import check_new_dir, replace_dir, staging_dir
 from edge_sdk.preprocessing import DEFAULT_CONFIG
+from edge_sdk.record_rule import RecordRule
 
 from .bundle_readme import README_NAME, write_bundle_readme
 from .conformance import conformance_data_available, preprocessing_spec, write_conformance
@@ -35,6 +37,7 @@ from .fidelity import choose_thresholds, compare
 from .mobile import convert_to_ort, finish_tflite
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .onnx_int8 import quantize_onnx_int8
+from .record_rule_fit import fit_record_rule, rule_example
 
 
 def _log(msg: str) -> None:
@@ -69,7 +72,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
                  hop_seconds: float = 5.0, calibration_method: str = "minmax",
                  float_ops: Sequence[str] | str = ("conv0",),
                  include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
-                 with_conformance: bool = True, chest: WindowSet | None = None, precision_target: float = 0.03) -> dict:
+                 with_conformance: bool = True, chest: WindowSet | None = None, precision_target: float = 0.03,
+                 record_rule: str = "mean", record_train: WindowSet | None = None) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
 
     ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows for the
@@ -89,6 +93,9 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     from held-out Challenge 2017 / MIT-BIH records (``with_conformance``; needs ../shared) and a README.md.
     ``chest``: labeled chest-lead windows never used for training (the test side of the MIT-BIH split): the
     card's ``evaluation.chest_lead`` then says, per model file, how often the top output is the expected one.
+    ``record_rule``: how a record's windows become one label (:mod:`edge_sdk.record_rule`); ``"logistic"`` is
+    fitted on the float student's outputs for the labeled records of ``record_train`` and chosen on ``val``
+    (:func:`quantize.record_rule_fit.fit_record_rule`), and the fidelity figures then say what it decides.
     """
     t0 = time.time()
     final = check_new_dir(out_dir, force, "bundle folder")
@@ -105,7 +112,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     try:
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
                       hop_seconds, calibration_method, float_ops, include_teacher, recipe, with_conformance,
-                      chest, precision_target)
+                      chest, precision_target, record_rule, record_train)
     except BaseException:
         import shutil
         shutil.rmtree(out, ignore_errors=True)
@@ -122,7 +129,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 
 def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Path, calibration, test, val,
            teacher, tflite, hop_seconds, calibration_method, float_ops, include_teacher, recipe,
-           with_conformance=True, chest: WindowSet | None = None, precision_target: float = 0.03) -> dict:
+           with_conformance=True, chest: WindowSet | None = None, precision_target: float = 0.03,
+           record_rule: str = "mean", record_train: WindowSet | None = None) -> dict:
     names, activation = table.names, table.activation
     chest_models: dict[str, dict] = {}
     x_chest = chest.x.astype(np.float32) if chest is not None and len(chest) else None
@@ -171,7 +179,22 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     s_fp32 = _probs(s_fp32_backend, x_test)
     s_int8 = _probs(s_int8_backend, x_test)
     fidelity["student_onnx_fp32_vs_torch"] = {"max_abs_prob_error": float(np.abs(torch_fp32 - s_fp32[:512]).max())}
-    fidelity["student_onnx_int8_vs_fp32"] = compare(s_fp32, s_int8, names, test, activation)
+    labeled_val = val is not None and val.labeled
+    if record_rule == "mean":
+        rule = RecordRule(tuple(names), "mean")
+    else:
+        if record_train is None or not len(record_train):
+            raise ConfigError(f"record_rule {record_rule!r} is fitted on labeled training records; none were given")
+        _log(f"record rule ({record_rule}): the float student on {len(record_train)} training windows")
+        rule, _ = fit_record_rule(record_rule, names, activation, _probs(s_fp32_backend, record_train.x.astype(np.float32)),
+                                  record_train, _probs(s_fp32_backend, val.x.astype(np.float32)) if labeled_val else None,
+                                  val if labeled_val else None, "student_fp32.onnx", log=_log)
+    fidelity["student_onnx_int8_vs_fp32"] = compare(s_fp32, s_int8, names, test, activation, rule)
+    rule_card = rule.to_dict()
+    if rule.method == "logistic":  # a short held-out record (fewest windows, then first) as a worked example
+        counts = np.bincount(test.record_idx, minlength=len(test.records))
+        r = int(np.argmin(np.where(counts >= 3, counts, counts.max() + 1)))
+        rule_card["example"] = rule_example(rule, s_int8[test.record_idx == r], test.records[r])
     chest_figures("student_fp32.onnx", lambda x: _probs(s_fp32_backend, x))
     chest_figures("student_int8.onnx", lambda x: _probs(s_int8_backend, x))
 
@@ -202,7 +225,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
                                         "quantization": tparams}
         tfl_backend = TFLiteBackend(out / "student_int8.tflite", threads=2)
         s_tfl = tfl_backend.predict(x_test)
-        fidelity["student_tflite_int8_vs_fp32"] = compare(s_fp32, s_tfl, names, test, activation)
+        fidelity["student_tflite_int8_vs_fp32"] = compare(s_fp32, s_tfl, names, test, activation, rule)
         chest_figures("student_int8.tflite", tfl_backend.predict)
 
     teacher_card: dict = {"identity": meta.get("teacher", {})}
@@ -228,9 +251,9 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
             fidelity["teacher_onnx_int8_vs_fp32"] = compare(t_probs, t_int8, names, test, activation)
 
     v_probs = _probs(s_int8_backend, val.x.astype(np.float32)) if val is not None and val.labeled else None
-    chosen, rule = choose_thresholds(v_probs, names, val if v_probs is not None else None)
+    chosen, threshold_rule = choose_thresholds(v_probs, names, val if v_probs is not None else None)
     table = table.with_default_thresholds().with_thresholds(chosen, "validation")
-    rule["chosen_on"] = "student_int8.onnx outputs"
+    threshold_rule["chosen_on"] = "student_int8.onnx outputs"
     if tflite:  # signature names as the card's; the labels inside carry the chosen thresholds
         mobile["tflite"] = finish_tflite(out / "student_int8.tflite", INPUT_NAME, OUTPUT_NAME, table.to_list())
 
@@ -249,7 +272,8 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     return {
         "format": CARD_FORMAT, "version": CARD_VERSION, "name": "ecg-edge-student",
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "labels": table.to_list(), "label_vocabulary": table.vocabulary, "threshold_rule": rule,
+        "labels": table.to_list(), "label_vocabulary": table.vocabulary, "threshold_rule": threshold_rule,
+        "record_rule": rule_card,
         "sample_rate_hz": DEFAULT_CONFIG.fs_hz, "window_seconds": DEFAULT_CONFIG.window_seconds,
         "window_samples": DEFAULT_CONFIG.window_samples, "hop_seconds": hop_seconds,
         "preprocessing": DEFAULT_CONFIG.to_dict(),
@@ -274,18 +298,19 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     }
 
 
+def _report_value(v) -> str:
+    """A card value for the report: floats to 4 decimals, objects (nested too) as {key: value, ...}."""
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_report_value(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
 def print_report(card: dict) -> None:
     """Human-readable label, fidelity and size summary."""
     print("\nlabels (threshold, source): " + ", ".join(
         f"{d['name']} ({d['threshold']:.3f}, {d['threshold_source']})" for d in card["labels"]))
     print("bundle sizes (bytes): " + ", ".join(f"{n}={f['bytes']:,}" for n, f in card["files"].items()))
     for k, v in card["fidelity"].items():
-        parts = []
-        for kk, vv in v.items():
-            if isinstance(vv, float):
-                parts.append(f"{kk}={vv:.4f}")
-            elif isinstance(vv, dict):
-                parts.append(f"{kk}={{" + ", ".join(f"{n}: {x:.4f}" for n, x in vv.items()) + "}")
-            else:
-                parts.append(f"{kk}={vv}")
-        print(f"{k}: {', '.join(parts)}")
+        print(f"{k}: {', '.join(f'{kk}={_report_value(vv)}' for kk, vv in v.items())}")

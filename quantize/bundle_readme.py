@@ -30,6 +30,36 @@ def _tflite_input(card: dict) -> str:
     return "float32 (as is)" if dtypes == {"float32"} else "int8 (quantize as below)"
 
 
+def _record_rule_lines(card: dict) -> list[str]:
+    """The section on how a recording's windows become one label (the card's ``record_rule``)."""
+    if "record_rule" not in card:  # cards written before the rule existed
+        return []
+    rule = card["record_rule"]
+    lines = ["## One label per recording (record rule)", ""]
+    if rule["method"] == "mean":
+        return lines + ["A recording's label is the output with the highest mean probability over its windows "
+                        "(`record_rule.method` = `mean`).", ""]
+    fitted = rule.get("fitted") or {}
+    lines += [f"`record_rule` in `model_card.json` (method `{rule['method']}`): a multinomial logistic regression "
+              f"fitted on {fitted.get('n_records', 0):,} labeled training records ({fitted.get('data', '')}) and "
+              f"chosen on the validation records (C = {fitted.get('regularization_C', '?')}). For a recording of n "
+              "windows with probabilities p[i, c] (every window, at the card's hop, quality flags or not):", "",
+              "- features, in the order of `record_rule.features`: for each output c (label order) the mean of "
+              f"p[:, c]; then the mean of ln(max(p[:, c], {rule.get('log_floor')})); then max; then min; then the "
+              "population standard deviation (divide by n); last ln(n);",
+              "- scores = softmax(coef x features + intercept) over `record_rule.classes`; the label is the class "
+              "with the highest score.", "",
+              "Keep the running count, mean, sum of logs, sum of squared deviations (Welford/Chan update), max and "
+              "min per output: constant memory for a session of any length (`edge_sdk.record_rule.RecordStats`).",
+              ""]
+    ex = rule.get("example")
+    if ex:
+        lines += [f"Worked example (`record_rule.example`, held-out record {ex['record']}, "
+                  f"{len(ex['window_probabilities'])} windows): its window probabilities give the features and "
+                  f"scores stored beside them, and the label {ex['label']}. A port should reproduce them to 1e-9.", ""]
+    return lines
+
+
 def bundle_readme(card: dict) -> str:
     spec = card.get("preprocessing_spec") or {}
     conf = card.get("conformance") or {}
@@ -67,6 +97,7 @@ def bundle_readme(card: dict) -> str:
                      f"{d.get('threshold_source', '')} |")
     lines += ["", "A label is detected when its probability >= its threshold. "
               f"Rule: {card['threshold_rule'].get('validation', '')}.", ""]
+    lines += _record_rule_lines(card)
     mob = card.get("mobile") or {}
     tfl = mob.get("tflite")
     if tfl:

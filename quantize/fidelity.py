@@ -13,6 +13,9 @@ from distill.data import WindowSet
 from distill.labels import challenge2017_f1, is_cinc2017_labeled
 from distill.metrics import evaluate_by_name, record_probabilities, scorable_outputs, record_classes
 from edge_sdk.labels import DEFAULT_THRESHOLD
+from edge_sdk.record_rule import RecordRule
+
+from .record_rule_fit import bootstrap_against_mean, rule_score
 
 #: The rule written into model cards for thresholds chosen on validation data.
 THRESHOLD_RULE = ("one-vs-rest threshold maximising record-level F1 (record score = mean of its windows' "
@@ -20,10 +23,13 @@ THRESHOLD_RULE = ("one-vs-rest threshold maximising record-level F1 (record scor
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, names: Sequence[str] | None = None,
-            data: WindowSet | None = None, activation: str | None = None) -> dict:
+            data: WindowSet | None = None, activation: str | None = None,
+            record_rule: RecordRule | None = None) -> dict:
     """Max/mean/p99 absolute probability error of ``candidate`` vs ``reference`` (both (n, C)), agreement of
     the top label per window and, with ``data``, per record (record = mean of its windows); with labeled
-    ``data`` and output ``names`` also per-label AUROC (and F1) of both, keyed by name."""
+    ``data`` and output ``names`` also per-label AUROC (and F1) of both, keyed by name. A logistic
+    ``record_rule`` adds ``record_rule``: how often it gives a record the same label from both, and its
+    record-level F1 (and Challenge 2017 score) on each."""
     err = np.abs(np.asarray(candidate, np.float64) - np.asarray(reference, np.float64))
     worst = err.max(1)
     out = {"max_abs_prob_error": float(err.max()), "mean_abs_prob_error": float(err.mean()),
@@ -47,6 +53,24 @@ def compare(reference: np.ndarray, candidate: np.ndarray, names: Sequence[str] |
             if is_cinc2017_labeled(data.classes, data.label_map) and challenge2017_f1(r["f1"]) is not None:
                 out.update({"challenge2017_f1_reference": challenge2017_f1(r["f1"]),
                             "challenge2017_f1": challenge2017_f1(c["f1"])})
+    if record_rule is not None and record_rule.method == "logistic" and data is not None and len(data) == len(err):
+        out["record_rule"] = rule_figures(record_rule, reference, candidate, data)
+    return out
+
+
+def rule_figures(rule: RecordRule, reference: np.ndarray, candidate: np.ndarray, data: WindowSet) -> dict:
+    """What ``rule`` decides from ``reference`` and from ``candidate`` window probabilities on the records of
+    ``data``: agreement over every record; with labels, F1 per output and the score of each, and for
+    ``candidate`` the bootstrap interval of its score and of its gain over the highest mean probability."""
+    ref, cand = (rule.decide_records(a, data.record_idx) for a in (reference, candidate))
+    out: dict = {"method": rule.method, "agreement": float(np.mean([a == b for a, b in zip(ref, cand)])),
+                 "n_records_compared": len(ref)}
+    if data.labeled:
+        (rs, what, rf1), (cs, _, cf1) = (rule_score(rule, a, data) for a in (reference, candidate))
+        out.update({"selection": what, "score_reference": rs, "score": cs, "f1_reference": rf1, "f1": cf1})
+        if what == "challenge2017_f1":
+            out.update({"challenge2017_f1_reference": rs, "challenge2017_f1": cs})
+        out["bootstrap"] = bootstrap_against_mean(rule, candidate, data)
     return out
 
 

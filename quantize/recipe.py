@@ -7,7 +7,7 @@ builds the bundle. The CLI and the demo call it; nothing here prints more than p
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ from distill.recipe import read_recipe_file
 from edge_sdk.errors import ConfigError, DatasetError, EdgeSDKError
 from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
 from edge_sdk.paths import datasets_available
+from edge_sdk.record_rule import METHODS
 
 from .build import build_bundle
 from .float_ops import check_float_ops, torch_float_ops
@@ -49,6 +50,7 @@ class QuantizeRecipe:
     tflite: bool = True
     float_ops: list[str] | str = field(default_factory=lambda: ["conv0"])  # or "auto": chosen by measurement
     precision_target: float = 0.03
+    record_rule: str = "mean"  # or "logistic": edge_sdk.record_rule, fitted by quantize.record_rule_fit
     include_teacher: bool = False
     hop_seconds: float = 5.0
     seed: int = 0
@@ -101,6 +103,8 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         raise ConfigError(f"float_ops must be 'auto' or a list of op ids such as [\"conv0\", \"head\"], not {fo!r}")
     if not 0 < recipe.precision_target < 1:
         raise ConfigError(f"precision_target is a probability error in (0, 1), not {recipe.precision_target!r}")
+    if recipe.record_rule not in METHODS:
+        raise ConfigError(f"record_rule must be one of {list(METHODS)}, not {recipe.record_rule!r}")
     student_path = Path(recipe.student)
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":
@@ -122,6 +126,9 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
             raise EdgeSDKError(f"qat_out {qat_out} is the student itself; choose another path")
     n_out = len(s_ckpt["state_dict"]["head.bias"]) if "head.bias" in s_ckpt["state_dict"] else None
     table = checkpoint_label_table(s_ckpt, n_out or 0, where=f"student {student_path.name}")
+    if recipe.record_rule == "logistic" and table.activation != "softmax":
+        raise ConfigError(f"record_rule 'logistic' picks one label per record among mutually exclusive outputs; "
+                          f"{student_path.name}'s outputs are {table.activation}: use record_rule 'mean'")
     teacher, teacher_note = resolve_teacher(recipe, s_ckpt, student_path)
     if teacher is not None:
         teacher.labels.indices(table.names)
@@ -133,6 +140,10 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     if train is None:
         raise DatasetError("no training records for calibration; give more records")
     calib = sample_calibration(train, recipe.calibration_windows, recipe.seed)
+    # the record rule learns from whole recordings of one label: the chest-lead additions are long Holter
+    # records of several rhythms, played at several speeds, so it is fitted on the recipe's own records
+    record_train = (load_split(replace(spec, chest_lead=None), "train") if spec.chest_lead else train) \
+        if recipe.record_rule == "logistic" else None
     student = str(student_path)
     chest = None
     if datasets_available("mitdb"):
@@ -158,6 +169,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     card = build_bundle(student, out, calib, test, val, teacher, tflite=recipe.tflite, hop_seconds=recipe.hop_seconds,
                         calibration_method=recipe.calibration_method, float_ops=recipe.float_ops,
                         precision_target=recipe.precision_target,
+                        record_rule=recipe.record_rule, record_train=record_train,
                         include_teacher=recipe.include_teacher, force=force,
                         recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)
     return card

@@ -33,6 +33,17 @@ def _int8_label(card: dict, key: str) -> str:
     return f"{label} full-integer" if file.endswith(".tflite") else label
 
 
+def _rule_text(rule: dict) -> str:
+    """One phrase on the card's record rule: what it is and where it was fitted and chosen."""
+    fitted = rule.get("fitted") or {}
+    text = ("a logistic regression over each output's mean, log-mean, max, min and spread of window probabilities "
+            "and the window count" if rule["method"] == "logistic" else rule["method"])
+    if fitted:
+        text += (f", fitted on {fitted.get('n_records', '?'):,} training records and chosen (C = "
+                 f"{fitted.get('regularization_C', '?'):g}) on the validation records")
+    return text + " (`edge_sdk/record_rule.py`)"
+
+
 def _plan_markdown(plan: dict) -> list[str]:
     lines = ["", f"Which parts stay float, chosen by measurement (`quantize/precision_plan.py`) on "
                  f"{plan['measured_on']}, target max error {plan['target_max_abs_prob_error']} "
@@ -56,38 +67,55 @@ def results_markdown(card: dict, bundle: str = "bundles/default") -> str:
     ev = card["evaluation"]
     student, teacher = card["student"], card.get("teacher") or {}
     onnx = fid.get("student_onnx_int8_vs_fp32", {})
+    rule = card.get("record_rule") or {"method": "mean"}
+    by_rule = rule["method"] != "mean"
     lines = [f"Held-out split: {ev['data']} ({ev['n_records']:,} records, {ev['n_windows']:,} windows; never used for "
              f"training, selection or thresholds). Every number below is from `{bundle}/model_card.json`, written "
              "by `ecg-edge rebuild --force` (or its last step, `ecg-edge quantize --config "
              "configs/default_bundle.json --force`).", "",
              "Record-level AUROC per output (by name) and the Challenge 2017 score (mean F1 of N, A, O, record "
-             "level, top label):", "",
-             "| model | parameters | MMAC / 10-s window | " + " | ".join(names) + " | Challenge F1 |",
-             "|---|---:|---:|" + "---:|" * (len(names) + 1)]
+             "level, top label" + (f" of the mean window probabilities; and with the card's record rule, "
+                                   f"{_rule_text(rule)}" if by_rule else "") + "):", "",
+             "| model | parameters | MMAC / 10-s window | " + " | ".join(names) + " | Challenge F1 |" +
+             (" Challenge F1, record rule |" if by_rule else ""),
+             "|---|---:|---:|" + "---:|" * (len(names) + 1 + by_rule)]
     rows = []
     tvs = fid.get("student_fp32_vs_teacher_fp32")
     if tvs and "auroc_reference" in tvs:
         rows.append((f"teacher ({teacher.get('width', '?')} Net1D), fp32 torch", teacher.get("params"),
-                     teacher.get("macs_per_window"), tvs["auroc_reference"], tvs.get("challenge2017_f1_reference")))
+                     teacher.get("macs_per_window"), tvs["auroc_reference"], tvs.get("challenge2017_f1_reference"),
+                     None))
     if "auroc_reference" in onnx:
         rows.append(("student fp32 (ONNX)", student["params"], student["macs_per_window"], onnx["auroc_reference"],
-                     onnx.get("challenge2017_f1_reference")))
+                     onnx.get("challenge2017_f1_reference"),
+                     (onnx.get("record_rule") or {}).get("challenge2017_f1_reference")))
     for key in INT8_ROWS:
         if key in fid and "auroc" in fid[key]:
             rows.append((f"**{_int8_label(card, key)}**", student["params"], student["macs_per_window"], fid[key]["auroc"],
-                         fid[key].get("challenge2017_f1")))
-    for label, params, macs, auroc, f1 in rows:
+                         fid[key].get("challenge2017_f1"), (fid[key].get("record_rule") or {}).get("challenge2017_f1")))
+    for label, params, macs, auroc, f1, rule_f1 in rows:
         lines.append(f"| {label} | {params:,} | {macs / 1e6:.1f} | " +
-                     " | ".join(_f(auroc.get(n)) for n in names) + f" | {_f(f1, 3)} |")
+                     " | ".join(_f(auroc.get(n)) for n in names) + f" | {_f(f1, 3)} |" +
+                     (f" {_f(rule_f1, 3)} |" if by_rule else ""))
+    boot = (onnx.get("record_rule") or {}).get("bootstrap")
+    if by_rule and boot:
+        lines += ["", f"How sure the record rule's score is ({boot['resamples']:,} bootstrap resamples of the "
+                      f"{boot['n_records']:,} held-out records, student int8 ONNX Runtime): "
+                      f"{boot['score']:.3f}, standard error {boot['score_se']:.3f}, 95 % interval "
+                      f"{boot['score_ci95'][0]:.3f}-{boot['score_ci95'][1]:.3f}; its gain over the top label of the mean "
+                      f"on the same records {boot['gain_vs_mean']:+.3f} (95 % interval "
+                      f"{boot['gain_vs_mean_ci95'][0]:+.3f} to {boot['gain_vs_mean_ci95'][1]:+.3f})."]
     lines += ["", "int8 against the float student (same graph), on every held-out window:", "",
-              "| file | max abs prob. error | p99 | mean | windows > 0.03 | top label, windows | top label, records |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "| file | max abs prob. error | p99 | mean | windows > 0.03 | top label, windows | top label, records |" +
+              (" record rule, records |" if by_rule else ""),
+              "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if by_rule else "")]
     for key in INT8_ROWS:
         if key in fid:
             d = fid[key]
             lines.append(f"| {_int8_label(card, key)} | {_f(d['max_abs_prob_error'], 3)} | {_f(d['p99_abs_prob_error'], 3)} | "
                          f"{_f(d['mean_abs_prob_error'])} | {_pct(d['windows_over_0.03'])} | "
-                         f"{_pct(d['argmax_agreement'])} | {_pct(d.get('record_top_label_agreement'))} |")
+                         f"{_pct(d['argmax_agreement'])} | {_pct(d.get('record_top_label_agreement'))} |" +
+                         (f" {_pct((d.get('record_rule') or {}).get('agreement'))} |" if by_rule else ""))
     if card.get("precision_plan"):
         lines += _plan_markdown(card["precision_plan"])
     chest = ev.get("chest_lead")

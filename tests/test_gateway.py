@@ -15,7 +15,8 @@ def test_gateway_equals_one_stream_per_sensor(cinc, bundle_dir):
     recs = [cinc.read(n) for n in RECORDS]
 
     async def single(rec):
-        return await EcgStream(ReplaySource(rec, speed=0), bundle_dir).run()
+        s = EcgStream(ReplaySource(rec, speed=0), bundle_dir)
+        return s, await s.run()
 
     async def gateway():
         gw = EcgGateway(bundle_dir, max_batch=16)
@@ -29,7 +30,10 @@ def test_gateway_equals_one_stream_per_sensor(cinc, bundle_dir):
     gw, got = asyncio.run(gateway())
     assert gw.batches < gw.windows_classified  # windows of several sensors shared model calls
     for n, rec in zip(RECORDS, recs):
-        want = asyncio.run(single(rec))
+        one, want = asyncio.run(single(rec))
+        member = next(m for m in gw.members if m.name == n)  # the record's label by the card's rule, too
+        assert member.record_decision().label == one.record_decision().label
+        assert member.record_decision().n_windows == len(want)
         assert [p.window_index for p in got[n]] == [p.window_index for p in want] and want
         a = np.array([[p.probabilities[k] for k in p.probabilities] for p in got[n]])
         b = np.array([[p.probabilities[k] for k in p.probabilities] for p in want])

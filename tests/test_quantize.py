@@ -59,8 +59,9 @@ def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, mitdb,
     calib = train.x[:64].astype(np.float32)
     chest = chest_lead_windows(["100", "203"])  # two MIT-BIH records: clean sinus (100), AF and other rhythms (203)
     chest = replace(chest, x=chest.x[::8], y=chest.y[::8], record_idx=chest.record_idx[::8])
-    card = build_bundle(models_dir / "student.pth", tmp_path / "b", calib, test_windows, None, None, tflite=True,
-                        chest=chest)
+    val = cinc2017_windows("val", limit=80)
+    card = build_bundle(models_dir / "student.pth", tmp_path / "b", calib, test_windows, val, None, tflite=True,
+                        chest=chest, record_rule="logistic", record_train=cinc2017_windows("train", limit=300))
     cl = card["evaluation"]["chest_lead"]
     assert set(cl["models"]) == {"student_fp32.onnx", "student_int8.onnx", "student_int8.tflite"}
     assert cl["n_windows"] == len(chest)
@@ -81,6 +82,19 @@ def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, mitdb,
     assert t["input_dtype"] == "float32" and t["output_dtype"] == "float32" and t["float_nodes"]
     b = load_bundle(tmp_path / "b")
     assert open_backend(b, runtime="tflite").predict(test_windows.x[:3]).shape == (3, 4)
+    # the record rule: fitted on the 300 training records, chosen on the 80 validation records, scored on both files
+    rule = card["record_rule"]
+    assert rule["method"] == "logistic" and rule["fitted"]["n_records"] == 300
+    assert rule["fitted"]["chosen_on"].startswith("Challenge 2017, val split")
+    assert b.record_rule.classes == tuple(b.labels) and b.record_rule.to_dict()["coef"] == rule["coef"]
+    ex = rule["example"]  # the worked example a native port checks itself against
+    stats = b.record_rule.new_stats().add(np.array(ex["window_probabilities"]))
+    assert len(ex["window_probabilities"]) >= 3 and stats.features().tolist() == ex["features"]
+    assert b.record_rule.decide(stats).label == ex["label"] and ex["record"] in test_windows.records
+    assert "## One label per recording (record rule)" in (tmp_path / "b" / "README.md").read_text()
+    for key in ("student_onnx_int8_vs_fp32", "student_tflite_int8_vs_fp32"):
+        r = fid[key]["record_rule"]
+        assert r["n_records_compared"] == 120 and r["agreement"] >= 0.95 and 0 < r["challenge2017_f1"] <= 1
 
 
 def test_tflite_float_ops_are_the_ones_asked_for(tmp_path, models_dir, test_windows):

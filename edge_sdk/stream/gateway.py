@@ -134,7 +134,7 @@ class EcgGateway:
                     for stage, v in lat.items():
                         member.latency.add(stage, v / 1e3)
                     pred = member._prediction(w, probs[k], quality[k], lat, events)
-                    member.prediction_count += 1
+                    member._count(probs[k])
                     for cb in member._callbacks:
                         cb(pred)
                     yield member.name, pred

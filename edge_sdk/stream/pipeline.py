@@ -28,6 +28,7 @@ from ..bundle import ModelBundle, load_bundle
 from ..errors import BundleError, SignalError
 from ..inference import Backend, open_backend
 from ..preprocessing import preprocess_window
+from ..record_rule import RecordDecision
 from ..signal import StreamingResampler, assess_quality
 from ..sources.base import EcgChunk, EcgSource, SourceEvent
 from .latency import LatencyStats
@@ -126,6 +127,8 @@ class EcgStream:
         self.samples_received = 0
         self.fs_estimate = source.nominal_fs_hz
         self.prediction_count = 0  # a count, not a list: a monitoring session may run for days
+        self.record_rule = self.bundle.record_rule
+        self.record_stats = self.record_rule.new_stats()  # O(outputs) summary of every window's probabilities
         # end-to-end latency is read on the source's host clock; an emulator running `clock_rate` times faster
         # than real time scales it back to physical milliseconds
         self._clock = source.clock
@@ -265,7 +268,7 @@ class EcgStream:
                 for k, v in lat.items():
                     self.latency.add(k, v / 1e3)
                 pred = self._prediction(w, probs, quality, lat, events)
-                self.prediction_count += 1
+                self._count(probs)
                 for cb in self._callbacks:
                     cb(pred)
                 yield pred
@@ -280,6 +283,21 @@ class EcgStream:
             finally:
                 if self.recorder:
                     self.recorder.close()
+
+    def _count(self, probs: np.ndarray) -> None:
+        """Account for one classified window (its probabilities ``(C,)``)."""
+        self.prediction_count += 1
+        self.record_stats.add(probs)
+
+    def record_decision(self) -> RecordDecision | None:
+        """One label for the recording so far (every window since the start or :meth:`reset_record`, quality
+        flags or not, as the rule was fitted), by the card's record rule; ``None`` before the first window.
+        The rule counts windows at the card's hop; another ``hop_s`` shifts its window-count feature."""
+        return self.record_rule.decide(self.record_stats) if self.record_stats.n_windows else None
+
+    def reset_record(self) -> None:
+        """Start a new recording for :meth:`record_decision` (e.g. each hour of a days-long session)."""
+        self.record_stats = self.record_rule.new_stats()
 
     def __aiter__(self) -> AsyncIterator[Prediction]:
         return self.stream()
