@@ -33,6 +33,10 @@ def test_committed_bundle_card_is_complete(bundle_dir):
     assert card["teacher"]["checkpoint_sha256"] and card["teacher"]["width"] == "ensemble of 2"
     assert card["teacher"]["checkpoint"] == "teacher_ensemble.json"
     assert set(card["fidelity"]["student_fp32_vs_teacher_fp32"]["auroc"]) == set(b.labels)
+    rule = card["record_rule"]  # fitted on the training records, chosen on validation, as the recipe says
+    assert rule["method"] == "logistic" and rule["fitted"]["data"].startswith("Challenge 2017, train split")
+    assert rule["fitted"]["chosen_on"].startswith("Challenge 2017, val split")
+    assert b.record_rule.decide(np.array(rule["example"]["window_probabilities"])).label == rule["example"]["label"]
 
 
 def test_int8_tracks_fp32_on_real_held_out_windows(bundle_dir, test_windows):

@@ -37,6 +37,7 @@ def test_committed_recipes_load_and_point_at_committed_files():
     q = QuantizeRecipe.from_file(ROOT / "configs" / "default_bundle.json")
     assert Path(q.student) == Path(s.out), "the bundle is built from the student the student recipe writes"
     assert q.data.get("chest_lead") == s.data.get("chest_lead")
+    assert q.record_rule == "logistic"
 
 
 def test_recipe_file_errors_are_named(tmp_path):
