@@ -111,7 +111,7 @@ class RecordDecision:
         return {"label": self.label, "scores": dict(self.scores), "n_windows": self.n_windows, "method": self.method}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare rules by to_dict()
 class RecordRule:
     """How a recording's windows become one label (see the module docstring).
 

@@ -24,7 +24,6 @@ from distill.labels import checkpoint_label_table
 from distill.student import count_macs, count_params
 from distill.torch_dataset import predict
 from edge_sdk.bundle import CARD_FORMAT, CARD_SCHEMA_VERSION, CARD_VERSION, sha256_of, write_card
-from edge_sdk.errors import ConfigError
 from edge_sdk.inference.onnx_backend import OnnxBackend
 from edge_sdk.labels import LabelTable
 from edge_sdk.outputs import check_new_dir, replace_dir, staging_dir
@@ -37,7 +36,7 @@ from .fidelity import choose_thresholds, compare
 from .mobile import convert_to_ort, finish_tflite
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .onnx_int8 import quantize_onnx_int8
-from .record_rule_fit import fit_record_rule, rule_example
+from .record_rule_fit import check_record_rule, check_record_rule_data, fit_record_rule, rule_example
 
 
 def _log(msg: str) -> None:
@@ -105,6 +104,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     names = table.names
     if teacher is not None:
         teacher.labels.indices(names)  # every student label must be a teacher output (LabelError otherwise)
+    check_record_rule(record_rule, table.activation)
+    check_record_rule_data(record_rule, record_train, val)
     if len(test) == 0:
         from edge_sdk.errors import DatasetError
         raise DatasetError("no held-out windows to measure fidelity on; give evaluation records")
@@ -183,8 +184,6 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     if record_rule == "mean":
         rule = RecordRule(tuple(names), "mean")
     else:
-        if record_train is None or not len(record_train):
-            raise ConfigError(f"record_rule {record_rule!r} is fitted on labeled training records; none were given")
         _log(f"record rule ({record_rule}): the float student on {len(record_train)} training windows")
         rule, _ = fit_record_rule(record_rule, names, activation, _probs(s_fp32_backend, record_train.x.astype(np.float32)),
                                   record_train, _probs(s_fp32_backend, val.x.astype(np.float32)) if labeled_val else None,

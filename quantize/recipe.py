@@ -22,9 +22,9 @@ from distill.recipe import read_recipe_file
 from edge_sdk.errors import ConfigError, DatasetError, EdgeSDKError
 from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
 from edge_sdk.paths import datasets_available
-from edge_sdk.record_rule import METHODS
 
 from .build import build_bundle
+from .record_rule_fit import check_record_rule, check_record_rule_data
 from .float_ops import check_float_ops, torch_float_ops
 
 
@@ -103,8 +103,6 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         raise ConfigError(f"float_ops must be 'auto' or a list of op ids such as [\"conv0\", \"head\"], not {fo!r}")
     if not 0 < recipe.precision_target < 1:
         raise ConfigError(f"precision_target is a probability error in (0, 1), not {recipe.precision_target!r}")
-    if recipe.record_rule not in METHODS:
-        raise ConfigError(f"record_rule must be one of {list(METHODS)}, not {recipe.record_rule!r}")
     student_path = Path(recipe.student)
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":
@@ -126,9 +124,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
             raise EdgeSDKError(f"qat_out {qat_out} is the student itself; choose another path")
     n_out = len(s_ckpt["state_dict"]["head.bias"]) if "head.bias" in s_ckpt["state_dict"] else None
     table = checkpoint_label_table(s_ckpt, n_out or 0, where=f"student {student_path.name}")
-    if recipe.record_rule == "logistic" and table.activation != "softmax":
-        raise ConfigError(f"record_rule 'logistic' picks one label per record among mutually exclusive outputs; "
-                          f"{student_path.name}'s outputs are {table.activation}: use record_rule 'mean'")
+    check_record_rule(recipe.record_rule, table.activation)
     teacher, teacher_note = resolve_teacher(recipe, s_ckpt, student_path)
     if teacher is not None:
         teacher.labels.indices(table.names)
@@ -144,6 +140,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     # records of several rhythms, played at several speeds, so it is fitted on the recipe's own records
     record_train = (load_split(replace(spec, chest_lead=None), "train") if spec.chest_lead else train) \
         if recipe.record_rule == "logistic" else None
+    check_record_rule_data(recipe.record_rule, record_train, val)
     student = str(student_path)
     chest = None
     if datasets_available("mitdb"):

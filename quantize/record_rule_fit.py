@@ -106,6 +106,24 @@ def bootstrap_against_mean(rule: RecordRule, probs: np.ndarray, data: WindowSet)
             "gain_vs_mean_ci95": [float(v) for v in np.percentile(gains, [2.5, 97.5])]}
 
 
+def check_record_rule(method: str, activation: str) -> None:
+    """:class:`ConfigError` (before any work) unless ``method`` is known and fits a model with ``activation``
+    outputs."""
+    if method not in METHODS:
+        raise ConfigError(f"record_rule must be one of {list(METHODS)}, not {method!r}")
+    if method == "logistic" and activation != "softmax":
+        raise ConfigError(f"record_rule 'logistic' picks one label per record among mutually exclusive outputs; "
+                          f"this model's outputs are {activation}: use record_rule 'mean'")
+
+
+def check_record_rule_data(method: str, train: WindowSet | None, val: WindowSet | None) -> None:
+    """:class:`ConfigError` (before any work) unless ``method`` can be fitted on these training windows and
+    chosen on these validation windows (``logistic`` needs both labeled)."""
+    if method == "logistic" and (train is None or val is None or not train.labeled or not val.labeled):
+        raise ConfigError("record_rule 'logistic' is fitted on labeled training records and chosen on labeled "
+                          "validation records; these data are unlabeled: use record_rule 'mean'")
+
+
 def fit_record_rule(method: str, outputs: Sequence[str], activation: str, train_probs: np.ndarray, train: WindowSet,
                     val_probs: np.ndarray | None, val: WindowSet | None, probabilities_from: str,
                     log=print) -> tuple[RecordRule, dict]:
@@ -118,17 +136,13 @@ def fit_record_rule(method: str, outputs: Sequence[str], activation: str, train_
     """
     from sklearn.linear_model import LogisticRegression
 
-    if method not in METHODS:
-        raise ConfigError(f"record_rule must be one of {list(METHODS)}, not {method!r}")
+    check_record_rule(method, activation)
+    check_record_rule_data(method, train, val)
     mean_rule = RecordRule(tuple(outputs), "mean")
     if method == "mean":
         return mean_rule, {}
-    if activation != "softmax":
-        raise ConfigError(f"record_rule 'logistic' picks one label per record among mutually exclusive outputs; "
-                          f"this model's outputs are {activation}: use record_rule 'mean'")
-    if val is None or val_probs is None or not val.labeled or not train.labeled:
-        raise ConfigError("record_rule 'logistic' is fitted on labeled training records and chosen on labeled "
-                          "validation records; these data are unlabeled: use record_rule 'mean'")
+    if val_probs is None:
+        raise ConfigError("record_rule 'logistic' is chosen on the validation records' probabilities; none given")
     x, y = record_rows(train_probs, train, mean_rule)
     present = sorted(set(y.tolist()))
     if len(present) < 2:

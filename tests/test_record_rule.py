@@ -131,6 +131,20 @@ def test_logistic_rule_needs_softmax_outputs_and_labels(fitted):
         fit_record_rule("vote", NAMES, "softmax", *args)
 
 
+def test_build_refuses_a_rule_it_cannot_fit_before_writing(tmp_path, models_dir, fitted):
+    from quantize.build import build_bundle
+
+    _, _, sets, _ = fitted
+    calib = sets["train"].x[:16].astype(np.float32)
+    for rule, train, val, match in [("logistic", sets["train"], None, "unlabeled"),
+                                    ("logistic", sets["train"].unlabeled(), sets["val"], "unlabeled"),
+                                    ("median", None, None, "record_rule must be one of")]:
+        with pytest.raises(ConfigError, match=match):
+            build_bundle(models_dir / "student.pth", tmp_path / "b", calib, sets["test"], val, None, tflite=False,
+                         record_rule=rule, record_train=train)
+    assert not list(tmp_path.iterdir())
+
+
 def test_tampered_record_rule_in_a_bundle_is_refused_at_load(tmp_path, bundle_dir, fitted):
     rule, *_ = fitted
     b = tmp_path / "b"
