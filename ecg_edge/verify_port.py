@@ -8,6 +8,11 @@ A dump (format ``ecg-edge/port-dump`` v1, documented in the bundle README) is JS
 
 or a ``.npz`` with arrays ``<vector>.<stage>`` and ``<vector>.output.<model file>``. Each stage passes when
 its largest absolute difference from the expected array is within the card's tolerance for that stage.
+
+A bundle with a logistic record rule also checks the port's record rule on the card's worked example
+(``record_rule.example``): the dump's top-level ``"record_rule": {"features": [...], "scores": [...]}`` (npz:
+``record_rule.features``, ``record_rule.scores``), the features and class scores (in ``record_rule.classes``
+order) the port computes from the example's window probabilities, within :data:`RECORD_RULE_TOLERANCE`.
 """
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ from edge_sdk.bundle import load_bundle
 from edge_sdk.errors import EdgeSDKError
 
 DUMP_FORMAT = "ecg-edge/port-dump"
+#: Absolute tolerance on the record rule's features and scores: float64 sums in another order differ by ~1e-15.
+RECORD_RULE_TOLERANCE = 1e-9
+#: The "vector" name under which the record rule's check is reported.
+RECORD_RULE_VECTOR = "record_rule"
 
 
 @dataclass
@@ -82,8 +91,9 @@ class PortReport:
         return "\n".join(lines)
 
 
-def read_dump(path: str | Path) -> tuple[str, dict[str, dict]]:
-    """``(port name, {vector: {stage: array, "outputs": {file: array}}})`` from a JSON or .npz dump."""
+def read_dump(path: str | Path) -> tuple[str, dict[str, dict], dict]:
+    """``(port name, {vector: {stage: array, "outputs": {file: array}}}, {"features": ..., "scores": ...})`` from
+    a JSON or .npz dump (the last is empty when the port dumped no record rule)."""
     p = Path(path)
     if not p.is_file():
         raise EdgeSDKError(f"port dump {p} not found")
@@ -93,11 +103,15 @@ def read_dump(path: str | Path) -> tuple[str, dict[str, dict]]:
             for key in z.files:
                 vid, _, rest = key.partition(".")
                 d = vectors.setdefault(vid, {"outputs": {}})
-                if rest.startswith("output."):
+                if vid == RECORD_RULE_VECTOR:
+                    d[rest] = z[key]
+                elif rest.startswith("output."):
                     d["outputs"][rest[len("output."):]] = z[key]
                 else:
                     d[rest] = z[key]
-        return p.name, vectors
+        rule = vectors.pop(RECORD_RULE_VECTOR, {})
+        rule.pop("outputs", None)
+        return p.name, vectors, rule
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
@@ -105,7 +119,11 @@ def read_dump(path: str | Path) -> tuple[str, dict[str, dict]]:
     if not isinstance(data, dict) or data.get("format") != DUMP_FORMAT or not isinstance(data.get("vectors"), dict):
         raise EdgeSDKError(f"port dump {p}: expected {{\"format\": \"{DUMP_FORMAT}\", \"version\": 1, \"vectors\": "
                            "{...}}; see the bundle README")
-    return str(data.get("port", p.name)), data["vectors"]
+    rule = data.get(RECORD_RULE_VECTOR) or {}
+    if not isinstance(rule, dict):
+        raise EdgeSDKError(f"port dump {p}: \"{RECORD_RULE_VECTOR}\" must be an object with \"features\" and "
+                           "\"scores\"; see the bundle README")
+    return str(data.get("port", p.name)), data["vectors"], rule
 
 
 def _compare(vector: str, stage: str, expected: np.ndarray, got, tol: float) -> StageResult:
@@ -132,7 +150,7 @@ def verify_port(bundle: str | Path, dump: str | Path) -> PortReport:
     conf = b.card.get("conformance")
     if not conf:
         raise EdgeSDKError(f"bundle {b.root} has no conformance vectors; rebuild it with this `ecg-edge quantize`")
-    port, got = read_dump(dump)
+    port, got, got_rule = read_dump(dump)
     report = PortReport(str(b.root), str(dump), port)
     unknown = sorted(set(got) - {v["id"] for v in conf["vectors"]})
     if unknown:
@@ -151,4 +169,11 @@ def verify_port(bundle: str | Path, dump: str | Path) -> PortReport:
             for name, o in conf["outputs"].items():
                 report.results.append(_compare(vid, f"output {name}", z[f"{vid}.output.{name}"], outs.get(name),
                                                float(o["tolerance_abs"])))
+    example = (b.card.get("record_rule") or {}).get("example")
+    if example:
+        classes = b.card["record_rule"]["classes"]
+        want = {"features": example["features"], "scores": [example["scores"][c] for c in classes]}
+        for stage, expected in want.items():
+            report.results.append(_compare(RECORD_RULE_VECTOR, stage, np.asarray(expected), got_rule.get(stage),
+                                           RECORD_RULE_TOLERANCE))
     return report

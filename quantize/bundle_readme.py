@@ -17,7 +17,10 @@ DUMP_FORMAT = """```json
 ```
 Every stage and output is optional (a missing one is reported as not dumped); arrays are plain JSON
 numbers (write doubles with 17 significant digits). A `.npz` with arrays `<vector>.<stage>` and
-`<vector>.output.<model file>` is read too."""
+`<vector>.output.<model file>` is read too. Where the card has a logistic record rule, add
+`"record_rule": {"features": [...], "scores": [...]}` at the top level: what your port computes from the
+worked example's window probabilities (`record_rule.example`), scores in `record_rule.classes` order
+(npz: `record_rule.features`, `record_rule.scores`); they are checked to 1e-9."""
 
 
 def _fmt(v: float) -> str:

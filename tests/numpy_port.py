@@ -71,6 +71,20 @@ def port(raw, fs_in, spec, broken=None):
     return out
 
 
+def record_rule(card):
+    """The card's record rule on its worked example, from the card's words alone (README: record rule)."""
+    rule = card.get("record_rule") or {}
+    ex = rule.get("example")
+    if not ex:
+        return None
+    p = np.asarray(ex["window_probabilities"], np.float64)
+    f = np.concatenate([p.mean(0), np.log(np.maximum(p, rule["log_floor"])).mean(0), p.max(0), p.min(0), p.std(0),
+                        [math.log(len(p))]])
+    z = np.asarray(rule["coef"]) @ f + np.asarray(rule["intercept"])
+    e = np.exp(z - z.max())
+    return {"features": f.tolist(), "scores": (e / e.sum()).tolist()}
+
+
 def main(argv):
     bundle, dump = Path(argv[0]), Path(argv[1])
     broken = argv[argv.index("--break") + 1] if "--break" in argv else None
@@ -104,8 +118,9 @@ def main(argv):
                 y = (y.astype(np.float64) - q["output_zero_point"]) * q["output_scale"]
             outs[name] = y[0].astype(np.float64).tolist()
         vectors[v["id"]] = {k: a.tolist() for k, a in st.items()} | {"outputs": outs}
+    rule = record_rule(card)
     dump.write_text(json.dumps({"format": "ecg-edge/port-dump", "version": 1, "port": "tests/numpy_port.py",
-                                "vectors": vectors}))
+                                "vectors": vectors, **({"record_rule": rule} if rule else {})}))
     if "scipy" in sys.modules:
         print("scipy was imported", file=sys.stderr)
         return 3

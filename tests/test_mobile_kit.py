@@ -121,7 +121,10 @@ def test_numpy_port_from_the_card_alone_reproduces_the_vectors(bundle_dir, card,
     report = verify_port(bundle_dir, dump)
     assert report.ok, report.text()
     assert {r.status for r in report.results} == {"pass"}
-    assert len(report.results) == 5 * (5 + len(card["files"]))
+    # five stages and every model file per vector, and the record rule's features and scores on its example
+    assert len(report.results) == 5 * (5 + len(card["files"])) + 2
+    rule = {r.stage: r for r in report.results if r.vector == "record_rule"}
+    assert set(rule) == {"features", "scores"} and max(r.max_abs_diff for r in rule.values()) <= 1e-12
     worst = {}
     for r in report.results:
         worst[r.stage] = max(worst.get(r.stage, 0.0), r.max_abs_diff)
@@ -141,7 +144,8 @@ def test_verify_port_says_where_a_broken_port_diverges(bundle_dir, tmp_path):
     # a dump with only some stages: the rest are "not dumped", a wrong length is a failure
     d = json.loads(dump.read_text())
     partial = {"format": "ecg-edge/port-dump", "version": 1, "vectors": {
-        "af": {"resampled_500hz": d["vectors"]["af"]["resampled_500hz"], "preprocessed": [0.0] * 10}}}
+        "af": {"resampled_500hz": d["vectors"]["af"]["resampled_500hz"], "preprocessed": [0.0] * 10}},
+        "record_rule": {"features": [0.0] * len(d["record_rule"]["features"])}}
     (tmp_path / "partial.json").write_text(json.dumps(partial))
     from ecg_edge.verify_port import verify_port
 
@@ -149,6 +153,13 @@ def test_verify_port_says_where_a_broken_port_diverges(bundle_dir, tmp_path):
     status = {(x.vector, x.stage): x.status for x in rep.results}
     assert status[("af", "resampled_500hz")] == "pass" and status[("af", "preprocessed")] == "shape"
     assert status[("normal", "notch_500hz")] == "missing" and not rep.ok
+    assert status[("record_rule", "features")] == "fail" and status[("record_rule", "scores")] == "missing"
+    # the same dump as .npz: the record rule's arrays come back under their own names
+    np.savez(tmp_path / "partial.npz", **{"af.resampled_500hz": partial["vectors"]["af"]["resampled_500hz"],
+                                          "record_rule.scores": d["record_rule"]["scores"]})
+    rep = verify_port(bundle_dir, tmp_path / "partial.npz")
+    status = {(x.vector, x.stage): x.status for x in rep.results}
+    assert status[("record_rule", "scores")] == "pass" and status[("record_rule", "features")] == "missing"
 
 
 def test_card_schema_is_shipped_used_and_versioned(bundle_dir, card, tmp_path):
