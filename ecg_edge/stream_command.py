@@ -85,7 +85,9 @@ def record_line(stream: EcgStream) -> str:
     """The recording's label by the card's record rule, with its scores (after at least one window)."""
     d = stream.record_decision()
     scores = ", ".join(f"{n} {v:.2f}" for n, v in sorted(d.scores.items(), key=lambda kv: -kv[1]))
-    return f"recording: {d.label} (the card's record rule, {d.method}, over {d.n_windows} windows; {scores})"
+    flags = f"; quality: {', '.join(d.flags)}" if d.flags else ""
+    return (f"recording: {d.label} (the card's record rule, {d.method}, over {d.n_windows} windows; {scores}"
+            f"{flags})")
 
 
 def summary(stream: EcgStream) -> str:

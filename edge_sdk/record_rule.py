@@ -14,6 +14,11 @@ probabilities seen so far (count, mean, sum of logs, sum of squared deviations, 
   long record, a noisy stretch.
 
 The rule decides the *top label of a record*. Per-window detections keep using the card's thresholds.
+
+A logistic rule knows the record lengths it was fitted on (``fitted_windows``: fewest and most windows). A
+longer recording (a monitoring session of hours) is outside them: its window count enters the features
+clipped to the longest fitted record, and the decision carries the quality flag
+:data:`LONGER_THAN_FITTED`; call ``reset_record()`` on a stream every recording of about that length.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ COUNT_FEATURE = "log_windows"
 #: Probabilities are floored here before their log is taken (``log_mean``).
 LOG_FLOOR = 1e-6
 METHODS = ("mean", "logistic")
+#: Decision flag: the recording has more windows than any record the logistic rule was fitted on.
+LONGER_THAN_FITTED = "longer_than_fitted"
 
 
 def feature_names(outputs: Sequence[str]) -> list[str]:
@@ -100,15 +107,18 @@ class RecordStats:
 class RecordDecision:
     """A recording's label: ``label`` (an output name), ``scores`` (output name -> score in [0, 1]: the
     mean probability for ``method="mean"``, the rule's class probability for ``"logistic"``),
-    ``n_windows`` and the ``method`` that decided."""
+    ``n_windows``, the ``method`` that decided and quality ``flags`` (:data:`LONGER_THAN_FITTED`; empty =
+    the recording is like those the rule was fitted on)."""
 
     label: str
     scores: dict[str, float]
     n_windows: int
     method: str
+    flags: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "scores": dict(self.scores), "n_windows": self.n_windows, "method": self.method}
+        return {"label": self.label, "scores": dict(self.scores), "n_windows": self.n_windows, "method": self.method,
+                "flags": list(self.flags)}
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare rules by to_dict()
@@ -117,7 +127,8 @@ class RecordRule:
 
     ``outputs``: the card's output names in output order. ``classes``: the outputs the logistic rule decides
     among (its rows of ``coef``); ``coef`` ``(len(classes), len(features))``; ``intercept``
-    ``(len(classes),)``; ``fitted``: where and how it was fitted (data, records, regularisation, scores).
+    ``(len(classes),)``; ``fitted_windows``: ``(fewest, most)`` windows of the records it was fitted on;
+    ``fitted``: where and how it was fitted (data, records, regularisation, scores).
     """
 
     outputs: tuple[str, ...]
@@ -126,6 +137,7 @@ class RecordRule:
     coef: np.ndarray | None = None
     intercept: np.ndarray | None = None
     fitted: dict = field(default_factory=dict)
+    fitted_windows: tuple[int, int] | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -141,6 +153,13 @@ class RecordRule:
                                   f"{coef.shape} and {icpt.shape}; rebuild the bundle with `ecg-edge quantize`")
             object.__setattr__(self, "coef", coef)
             object.__setattr__(self, "intercept", icpt)
+            fw = self.fitted_windows
+            if fw is not None:
+                if (not isinstance(fw, (tuple, list)) or len(fw) != 2
+                        or not all(isinstance(v, int) and not isinstance(v, bool) for v in fw) or not 1 <= fw[0] <= fw[1]):
+                    raise BundleError(f"record_rule fitted_windows must be [fewest, most] windows (ints, 1 <= fewest "
+                                      f"<= most), got {fw!r}")
+                object.__setattr__(self, "fitted_windows", (fw[0], fw[1]))
 
     def new_stats(self) -> RecordStats:
         """An empty :class:`RecordStats` for this rule's outputs."""
@@ -157,9 +176,18 @@ class RecordRule:
             mean = stats.mean
             return RecordDecision(self.outputs[int(np.argmax(mean))], dict(zip(self.outputs, map(float, mean))),
                                   stats.n_windows, self.method)
-        p = self.class_scores(stats.features())
+        longer = self.fitted_windows is not None and stats.n_windows > self.fitted_windows[1]
+        flags = (LONGER_THAN_FITTED,) if longer else ()
+        p = self.class_scores(self.within_fitted(stats.features()))
         return RecordDecision(self.classes[int(np.argmax(p))], dict(zip(self.classes, map(float, p))),
-                              stats.n_windows, self.method)
+                              stats.n_windows, self.method, flags)
+
+    def within_fitted(self, features: np.ndarray) -> np.ndarray:
+        """Feature vectors ``(..., F)`` with the window count clipped to the longest fitted record (a copy)."""
+        out = np.array(features, np.float64)
+        if self.fitted_windows is not None:
+            out[..., -1] = np.minimum(out[..., -1], np.log(self.fitted_windows[1]))
+        return out
 
     def class_scores(self, features: np.ndarray) -> np.ndarray:
         """Logistic rule: probabilities over ``classes`` ``(..., K)`` from feature vectors ``(..., F)`` (softmax
@@ -190,6 +218,8 @@ class RecordRule:
             out.update({"classes": list(self.classes), "features": feature_names(self.outputs),
                         "coef": self.coef.tolist(), "intercept": self.intercept.tolist(),
                         "log_floor": LOG_FLOOR})
+            if self.fitted_windows is not None:
+                out["fitted_windows"] = list(self.fitted_windows)
         if self.fitted:
             out["fitted"] = self.fitted
         return out
@@ -215,5 +245,7 @@ class RecordRule:
                 coef, icpt = np.asarray(d.get("coef"), np.float64), np.asarray(d.get("intercept"), np.float64)
             except (TypeError, ValueError) as e:
                 raise BundleError(f"{where}: coef and intercept must be numbers ({e})") from None
-            return cls(tuple(outputs), method, tuple(classes), coef, icpt, dict(d.get("fitted") or {}))
+            fw = d.get("fitted_windows")
+            return cls(tuple(outputs), method, tuple(classes), coef, icpt, dict(d.get("fitted") or {}),
+                       tuple(fw) if isinstance(fw, list) else fw)
         return cls(tuple(outputs), method if isinstance(method, str) else repr(method), fitted=dict(d.get("fitted") or {}))

@@ -49,7 +49,10 @@ def _record_rule_lines(card: dict) -> list[str]:
               "windows with probabilities p[i, c] (every window, at the card's hop, quality flags or not):", "",
               "- features, in the order of `record_rule.features`: for each output c (label order) the mean of "
               f"p[:, c]; then the mean of ln(max(p[:, c], {rule.get('log_floor')})); then max; then min; then the "
-              "population standard deviation (divide by n); last ln(n);",
+              "population standard deviation (divide by n); last ln(n)" +
+              (f", with n capped at {rule['fitted_windows'][1]}, the longest record it was fitted on (`fitted_windows`; "
+               "a longer recording is outside what it was fitted on: flag it `longer_than_fitted`)"
+               if rule.get("fitted_windows") else "") + ";",
               "- scores = softmax(coef x features + intercept) over `record_rule.classes`; the label is the class "
               "with the highest score.", "",
               "Keep the running count, mean, sum of logs, sum of squared deviations (Welford/Chan update), max and "

@@ -49,7 +49,7 @@ def rule_predictions(rule: RecordRule, probs: np.ndarray, data: WindowSet) -> tu
         raise ConfigError(f"{data.description}: no records with one label that maps to an output, so the record "
                           "rule cannot be scored; give labeled records")
     if rule.method == "logistic":
-        pred = np.array([rule.outputs.index(c) for c in rule.classes])[np.argmax(rule.class_scores(x), 1)]
+        pred = np.array([rule.outputs.index(c) for c in rule.classes])[np.argmax(rule.class_scores(rule.within_fitted(x)), 1)]
     else:  # the features start with each output's mean probability
         pred = np.argmax(x[:, :len(rule.outputs)], 1)
     return y, pred
@@ -149,6 +149,8 @@ def fit_record_rule(method: str, outputs: Sequence[str], activation: str, train_
         raise ConfigError(f"record_rule 'logistic' needs training records of two or more outputs; {train.description} "
                           f"has {len(present)}: use record_rule 'mean'")
     classes = tuple(outputs[i] for i in present)
+    n_windows = np.rint(np.exp(x[:, -1])).astype(int)  # the last feature is ln(windows)
+    fitted_windows = (int(n_windows.min()), int(n_windows.max()))
     mean_score, selection, _ = rule_score(mean_rule, val_probs, val)
     scores, best = {}, None
     # fitted on standardised features (well conditioned: lbfgs converges to the same optimum everywhere),
@@ -159,7 +161,8 @@ def fit_record_rule(method: str, outputs: Sequence[str], activation: str, train_
         if m.n_iter_.max() >= m.max_iter:
             raise RuntimeError(f"the record rule's logistic regression (C {c:g}) did not converge")
         coef = m.coef_ / sd
-        rule = RecordRule(tuple(outputs), "logistic", classes, coef, m.intercept_ - coef @ mu)
+        rule = RecordRule(tuple(outputs), "logistic", classes, coef, m.intercept_ - coef @ mu,
+                          fitted_windows=fitted_windows)
         scores[c] = rule_score(rule, val_probs, val)[0]
         if best is None or scores[c] > scores[best[0]]:
             best = (c, rule)
@@ -172,7 +175,7 @@ def fit_record_rule(method: str, outputs: Sequence[str], activation: str, train_
               "validation": {"logistic_by_C": {f"{k:g}": v for k, v in scores.items()}, "mean_rule": mean_score}}
     log(f"record rule: logistic, C {c:g} ({len(y)} training records); validation {selection} {scores[c]:.4f} "
         f"against {mean_score:.4f} for the highest mean probability")
-    return RecordRule(tuple(outputs), "logistic", classes, rule.coef, rule.intercept, fitted), fitted
+    return RecordRule(tuple(outputs), "logistic", classes, rule.coef, rule.intercept, fitted, fitted_windows), fitted
 
 
 def rule_example(rule: RecordRule, window_probs: np.ndarray, record: str) -> dict:

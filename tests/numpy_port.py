@@ -79,7 +79,7 @@ def record_rule(card):
         return None
     p = np.asarray(ex["window_probabilities"], np.float64)
     f = np.concatenate([p.mean(0), np.log(np.maximum(p, rule["log_floor"])).mean(0), p.max(0), p.min(0), p.std(0),
-                        [math.log(len(p))]])
+                        [math.log(min(len(p), rule.get("fitted_windows", [1, len(p)])[1]))]])
     z = np.asarray(rule["coef"]) @ f + np.asarray(rule["intercept"])
     e = np.exp(z - z.max())
     return {"features": f.tolist(), "scores": (e / e.sum()).tolist()}

@@ -36,6 +36,7 @@ def test_committed_bundle_card_is_complete(bundle_dir):
     rule = card["record_rule"]  # fitted on the training records, chosen on validation, as the recipe says
     assert rule["method"] == "logistic" and rule["fitted"]["data"].startswith("Challenge 2017, train split")
     assert rule["fitted"]["chosen_on"].startswith("Challenge 2017, val split")
+    assert rule["fitted_windows"] == [1, 11]  # Challenge 2017 records last 9 to 61 s: 1 to 11 windows at hop 5 s
     assert b.record_rule.decide(np.array(rule["example"]["window_probabilities"])).label == rule["example"]["label"]
 
 
@@ -88,7 +89,7 @@ def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, mitdb,
     assert open_backend(b, runtime="tflite").predict(test_windows.x[:3]).shape == (3, 4)
     # the record rule: fitted on the 300 training records, chosen on the 80 validation records, scored on both files
     rule = card["record_rule"]
-    assert rule["method"] == "logistic" and rule["fitted"]["n_records"] == 300
+    assert rule["method"] == "logistic" and rule["fitted"]["n_records"] == 300 and rule["fitted_windows"][1] >= 2
     assert rule["fitted"]["chosen_on"].startswith("Challenge 2017, val split")
     assert b.record_rule.classes == tuple(b.labels) and b.record_rule.to_dict()["coef"] == rule["coef"]
     ex = rule["example"]  # the worked example a native port checks itself against

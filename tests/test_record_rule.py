@@ -105,13 +105,28 @@ def test_rule_survives_the_card_and_decides_streams_and_batches_alike(fitted):
     assert boot["n_records"] == len(test.records) and 0 < boot["score_se"] < 0.1
 
 
+def test_recording_longer_than_any_fitted_record_is_flagged_and_its_count_capped(fitted):
+    rule, _, sets, probs = fitted
+    lo, hi = rule.fitted_windows
+    assert lo >= 1 and hi == int(np.bincount(sets["train"].record_idx).max())
+    long = np.concatenate([probs["test"]] * 2)[: 4 * hi]  # a recording of 4x the longest training record
+    d = rule.decide(long)
+    assert d.flags == ("longer_than_fitted",) and d.n_windows == 4 * hi
+    f = rule.new_stats().add(long).features()
+    f[-1] = np.log(hi)  # as the card says: ln(n) capped at the longest fitted record
+    want = rule.class_scores(f)
+    assert list(d.scores.values()) == pytest.approx(want.tolist(), abs=1e-12)
+    assert rule.decide(long[:hi]).flags == ()
+
+
 def test_rule_that_does_not_fit_the_card_is_a_bundle_error(fitted):
     rule, *_ = fitted
     d = rule.to_dict()
     cases = [({**d, "features": d["features"][:-1]}, "not the ones this SDK computes"),
              ({**d, "coef": d["coef"][:-1]}, "needs finite coef"),
              ({**d, "classes": ["NORMAL SINUS RHYTHM", "SINUS ARREST"]}, "must be two or more distinct outputs"),
-             ({**d, "method": "median"}, "unknown"), ({**d, "log_floor": 1e-3}, "log_floor")]
+             ({**d, "method": "median"}, "unknown"), ({**d, "log_floor": 1e-3}, "log_floor"),
+             ({**d, "fitted_windows": [5, 2]}, "fitted_windows"), ({**d, "fitted_windows": [1.5, 3]}, "fitted_windows")]
     for bad, msg in cases:
         with pytest.raises(BundleError, match=msg):
             RecordRule.from_dict(bad, NAMES)
