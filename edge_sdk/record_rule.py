@@ -36,6 +36,8 @@ COUNT_FEATURE = "log_windows"
 #: Probabilities are floored here before their log is taken (``log_mean``).
 LOG_FLOOR = 1e-6
 METHODS = ("mean", "logistic")
+#: Probabilities this far outside [0, 1] (float32 rounding of a runtime's softmax) are clipped, not refused.
+PROB_SLACK = 1e-6
 #: Decision flag: the recording has more windows than any record the logistic rule was fitted on.
 LONGER_THAN_FITTED = "longer_than_fitted"
 
@@ -70,8 +72,9 @@ class RecordStats:
         p = p[None] if p.ndim == 1 else p
         if p.ndim != 2 or p.shape[1] != self.n_outputs:
             raise SignalError(f"window probabilities of shape {np.shape(probs)} do not match {self.n_outputs} outputs")
-        if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        if not np.isfinite(p).all() or (p < -PROB_SLACK).any() or (p > 1 + PROB_SLACK).any():
             raise SignalError("window probabilities must be finite and within [0, 1]")
+        p = np.clip(p, 0.0, 1.0)  # float32 rounding may overshoot by a few 1e-8
         if not len(p):
             return self
         n_a, n_b = self.n_windows, len(p)

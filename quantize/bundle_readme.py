@@ -62,7 +62,8 @@ def _record_rule_lines(card: dict) -> list[str]:
     if ex:
         lines += [f"Worked example (`record_rule.example`, held-out record {ex['record']}, "
                   f"{len(ex['window_probabilities'])} windows): its window probabilities give the features and "
-                  f"scores stored beside them, and the label {ex['label']}. A port should reproduce them to 1e-9.", ""]
+                  f"scores stored beside them, and the label {ex['label']}. A port should reproduce them to 1e-9; `ecg-edge verify-port` checks "
+                  "them (dump format below).", ""]
     return lines
 
 

@@ -159,7 +159,8 @@ def fit_record_rule(method: str, outputs: Sequence[str], activation: str, train_
     for c in C_GRID:
         m = LogisticRegression(C=c, max_iter=10000).fit((x - mu) / sd, y)
         if m.n_iter_.max() >= m.max_iter:
-            raise RuntimeError(f"the record rule's logistic regression (C {c:g}) did not converge")
+            raise ConfigError(f"the record rule's logistic regression (C {c:g}) did not converge in {m.max_iter} "
+                              f"iterations on {len(y)} training records: use record_rule 'mean'")
         coef = m.coef_ / sd
         rule = RecordRule(tuple(outputs), "logistic", classes, coef, m.intercept_ - coef @ mu,
                           fitted_windows=fitted_windows)
@@ -180,8 +181,9 @@ def fit_record_rule(method: str, outputs: Sequence[str], activation: str, train_
 
 def rule_example(rule: RecordRule, window_probs: np.ndarray, record: str) -> dict:
     """A worked example for native ports (the card's ``record_rule.example``): one held-out ``record``'s window
-    probabilities ``(n, C)``, the features computed from them, the rule's scores and its label."""
+    probabilities ``(n, C)``, the features computed from them (window count capped as the rule caps it), the
+    rule's scores and its label."""
     stats = rule.new_stats().add(window_probs)
     d = rule.decide(stats)
     return {"record": record, "window_probabilities": np.asarray(window_probs, np.float64).tolist(),
-            "features": stats.features().tolist(), "scores": d.scores, "label": d.label}
+            "features": rule.within_fitted(stats.features()).tolist(), "scores": d.scores, "label": d.label}

@@ -296,7 +296,8 @@ class EcgStream:
         return self.record_rule.decide(self.record_stats) if self.record_stats.n_windows else None
 
     def reset_record(self) -> None:
-        """Start a new recording for :meth:`record_decision` (e.g. each hour of a days-long session)."""
+        """Start a new recording for :meth:`record_decision`: in a long session, about every minute (the rule was
+        fitted on recordings of up to ``record_rule.fitted_windows[1]`` windows; longer ones are flagged)."""
         self.record_stats = self.record_rule.new_stats()
 
     def __aiter__(self) -> AsyncIterator[Prediction]:
