@@ -3,7 +3,8 @@
     python examples/replay_record.py ../shared/data/cinc2017/training2017/A00009 --speed 0
     python examples/replay_record.py session.csv --speed 1 --duration 60
 
---speed 1 replays in real time, 0 as fast as possible. Labels come from the bundle's card.
+--speed 1 replays in real time, 0 as fast as possible. Labels come from the bundle's card; the last line is
+the record's label by the card's record rule.
 """
 import argparse
 import asyncio
@@ -22,6 +23,10 @@ async def main(a) -> None:
         print(f"{p.start_sensor_s - t0:6.1f} s  {found}  "
               f"p={p.probabilities[p.top_label]:.2f}  quality={','.join(p.quality) or 'ok'}")
     print(f"{stream.prediction_count} windows\n" + stream.latency.table())
+    decision = stream.record_decision()  # one label for the whole record, by the card's record rule
+    if decision is not None:
+        print(f"record: {decision.label} ({decision.method} rule over {decision.n_windows} windows"
+              + (f"; {', '.join(decision.flags)}" if decision.flags else "") + ")")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def test_replay_record(shared):
     out = run("replay_record.py", shared / "data/cinc2017/training2017/A00009", "--speed", "0", "--duration", "25")
     lines = [ln for ln in out.splitlines() if " s  " in ln]
     assert len(lines) == 3 and "3 windows" in out and "inference" in out  # windows end at 10, 15, 20 s
+    assert "record: ATRIAL FIBRILLATION (logistic rule over 3 windows)" in out  # A00009 is an AF record
 
 
 def test_predict_on_array_and_csv(shared, tmp_path):
