@@ -21,6 +21,7 @@ from distill.chest_lead import chest_lead_report, chest_summary
 from distill.data import WindowSet
 from distill.distiller import Teacher, activate
 from distill.labels import checkpoint_label_table
+from distill.record_rule_fit import check_record_rule, check_record_rule_data, fit_record_rule, rule_example
 from distill.student import count_macs, count_params
 from distill.torch_dataset import predict
 from edge_sdk.bundle import CARD_FORMAT, CARD_SCHEMA_VERSION, CARD_VERSION, sha256_of, write_card
@@ -36,7 +37,6 @@ from .fidelity import choose_thresholds, compare
 from .mobile import convert_to_ort, finish_tflite
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .onnx_int8 import quantize_onnx_int8
-from .record_rule_fit import check_record_rule, check_record_rule_data, fit_record_rule, rule_example
 
 
 def _log(msg: str) -> None:
@@ -94,7 +94,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     card's ``evaluation.chest_lead`` then says, per model file, how often the top output is the expected one.
     ``record_rule``: how a record's windows become one label (:mod:`edge_sdk.record_rule`); ``"logistic"`` is
     fitted on the float student's outputs for the labeled records of ``record_train`` and chosen on ``val``
-    (:func:`quantize.record_rule_fit.fit_record_rule`), and the fidelity figures then say what it decides.
+    (:func:`distill.record_rule_fit.fit_record_rule`), and the fidelity figures then say what it decides.
     """
     t0 = time.time()
     final = check_new_dir(out_dir, force, "bundle folder")

@@ -12,10 +12,10 @@ import numpy as np
 from distill.data import WindowSet
 from distill.labels import challenge2017_f1, is_cinc2017_labeled
 from distill.metrics import evaluate_by_name, record_probabilities, scorable_outputs, record_classes
+from distill.record_rule_fit import bootstrap_against_mean, rule_score
 from edge_sdk.labels import DEFAULT_THRESHOLD
 from edge_sdk.record_rule import RecordRule
 
-from .record_rule_fit import bootstrap_against_mean, rule_score
 
 #: The rule written into model cards for thresholds chosen on validation data.
 THRESHOLD_RULE = ("one-vs-rest threshold maximising record-level F1 (record score = mean of its windows' "

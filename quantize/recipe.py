@@ -19,12 +19,12 @@ from distill.checkpoint import find_recorded_checkpoint, read_checkpoint, studen
 from distill.labels import checkpoint_label_table, hard_targets
 from distill.errors import CheckpointError
 from distill.recipe import read_recipe_file
+from distill.record_rule_fit import check_record_rule, check_record_rule_data
 from edge_sdk.errors import ConfigError, DatasetError, EdgeSDKError
 from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
 from edge_sdk.paths import datasets_available
 
 from .build import build_bundle
-from .record_rule_fit import check_record_rule, check_record_rule_data
 from .float_ops import check_float_ops, torch_float_ops
 
 
@@ -50,7 +50,7 @@ class QuantizeRecipe:
     tflite: bool = True
     float_ops: list[str] | str = field(default_factory=lambda: ["conv0"])  # or "auto": chosen by measurement
     precision_target: float = 0.03
-    record_rule: str = "mean"  # or "logistic": edge_sdk.record_rule, fitted by quantize.record_rule_fit
+    record_rule: str = "mean"  # or "logistic": edge_sdk.record_rule, fitted by distill.record_rule_fit
     include_teacher: bool = False
     hop_seconds: float = 5.0
     seed: int = 0

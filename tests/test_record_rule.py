@@ -17,7 +17,7 @@ from edge_sdk.record_rule import RecordRule, RecordStats, feature_names
 from edge_sdk.sources import ReplaySource
 from edge_sdk.stream import EcgStream
 from quantize.fidelity import rule_figures
-from quantize.record_rule_fit import fit_record_rule, rule_score
+from distill.record_rule_fit import fit_record_rule, rule_score
 
 NAMES = ("NORMAL SINUS RHYTHM", "ATRIAL FIBRILLATION", "OTHER RHYTHM", "NOISE")
 
@@ -42,7 +42,7 @@ def test_running_statistics_equal_the_batch_ones(p, chunk):
 def test_f1_behind_the_bootstrap_equals_scikit_learns(pairs):
     from sklearn.metrics import f1_score
 
-    from quantize.record_rule_fit import _f1
+    from distill.record_rule_fit import _f1
 
     y, pred = np.array(pairs).T
     want = f1_score(y, pred, labels=[0, 1, 2], average=None, zero_division=0)
