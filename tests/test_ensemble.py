@@ -114,6 +114,20 @@ def test_compare_scores_student_checkpoints_beside_a_teacher(models_dir, cinc, t
     assert "| student_qat.pth | 278,276 |" in capsys.readouterr().out
 
 
+def test_compare_scores_models_by_a_record_rule_fitted_on_their_own_outputs(models_dir, cinc, tmp_path, capsys):
+    """--record-rule: each softmax model gets a rule fitted on its outputs for the training records, chosen on
+    validation, scored on the split; the score is a real one (AF, N, O records decided) and printed."""
+    from distill.compare import main
+
+    paths = [str(models_dir / n) for n in ("student_qat.pth", "reference_teacher.pth")]
+    assert main([*paths, "--split", "test", "--limit", "150", "--record-rule", "--json", str(tmp_path / "c.json")]) == 0
+    rows = json.loads((tmp_path / "c.json").read_text())
+    for r in rows:
+        assert 0.5 < r["challenge_f1_rule"] <= 1 and r["records"] == 150
+    out = capsys.readouterr().out
+    assert "Challenge F1, record rule |" in out and out.count(f"{rows[0]['challenge_f1_rule']:.3f} |") >= 1
+
+
 def test_compare_names_rows_by_path_where_file_names_repeat():
     from distill.compare import row_names
 
