@@ -15,7 +15,7 @@ import numpy as np
 from distill.data import WindowSet
 from distill.labels import CINC2017_LABEL_MAP, CINC2017_SCORED_CLASSES, is_cinc2017_labeled
 from edge_sdk.errors import ConfigError
-from edge_sdk.record_rule import METHODS, RecordRule
+from edge_sdk.record_rule import METHODS, RecordRule, windows_by_record
 
 #: Inverse regularisation strengths tried (scikit-learn's ``C``), smallest first; ties keep the smaller.
 C_GRID: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -27,10 +27,7 @@ def record_rows(probs: np.ndarray, data: WindowSet, rule: RecordRule) -> tuple[n
     out), from window probabilities ``probs`` ``(len(data), C)``."""
     outputs = list(rule.outputs)
     feats, target = [], []
-    order = np.argsort(data.record_idx, kind="stable")
-    bounds = np.searchsorted(data.record_idx[order], np.arange(len(data.records) + 1))
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        idx = order[a:b]
+    for idx in windows_by_record(data.record_idx, len(data.records)):
         labels = np.unique(data.y[idx])
         if len(idx) == 0 or len(labels) != 1 or labels[0] < 0:
             continue

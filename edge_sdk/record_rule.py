@@ -48,6 +48,15 @@ def feature_names(outputs: Sequence[str]) -> list[str]:
     return [f"{s}:{n}" for s in STATISTICS for n in outputs] + [COUNT_FEATURE]
 
 
+def windows_by_record(record_idx: np.ndarray, n_records: int) -> list[np.ndarray]:
+    """Indices of each record's windows, in window order: ``record_idx`` ``(n,)`` ints in ``0..n_records-1``
+    -> ``n_records`` index arrays (empty for a record without windows)."""
+    record_idx = np.asarray(record_idx)
+    order = np.argsort(record_idx, kind="stable")
+    bounds = np.searchsorted(record_idx[order], np.arange(n_records + 1))
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 class RecordStats:
     """Running summary of one recording's window probabilities, ``n_outputs`` per window.
 
@@ -209,10 +218,8 @@ class RecordRule:
             raise SignalError(f"{len(window_probs)} windows but {len(record_idx)} record indices")
         if not len(record_idx):
             return []
-        order = np.argsort(record_idx, kind="stable")
-        bounds = np.searchsorted(record_idx[order], np.arange(int(record_idx.max()) + 2))
-        return [self.decide(window_probs[order[a:b]]).label if b > a else ""
-                for a, b in zip(bounds[:-1], bounds[1:])]
+        return [self.decide(window_probs[idx]).label if len(idx) else ""
+                for idx in windows_by_record(record_idx, int(record_idx.max()) + 1)]
 
     def to_dict(self) -> dict:
         """The card's ``record_rule`` object (JSON-ready)."""
