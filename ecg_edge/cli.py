@@ -260,6 +260,10 @@ def _add_quantize(sub) -> None:
                                                                          "[default: 256]")
     p.add_argument("--calibration-method", default=None, choices=["minmax", "entropy", "percentile"],
                    help="ONNX Runtime calibration method [default: minmax]")
+    p.add_argument("--equalize", type=float, default=None, metavar="STRENGTH",
+                   help="channel equalization before int8, strength in [0, 1]: each stage's channels are "
+                        "rescaled toward equal ranges (same float function) so per-tensor int8 activations "
+                        "lose less; 0 = off [default: 0; configs/default_bundle.json: 0.5]")
     p.add_argument("--no-tflite", action="store_true", default=None, help="skip the TFLite model (no TensorFlow needed)")
     p.add_argument("--qat-epochs", type=int, default=None,
                    help="quantization-aware fine-tuning epochs before export; 0 = post-training quantization "
@@ -297,7 +301,8 @@ def _run_quantize(a) -> int:
     overrides = dict(student=a.student, teacher=a.teacher, teacher_config=tcfg,
                      teacher_labels=parse_label_list(a.teacher_labels) if a.teacher_labels else None,
                      out=a.out, qat_out=a.qat_out, calibration_windows=a.calibration_windows,
-                     calibration_method=a.calibration_method, qat_epochs=a.qat_epochs,
+                     calibration_method=a.calibration_method, channel_equalization=a.equalize,
+                     qat_epochs=a.qat_epochs,
                      qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
                      include_teacher=a.include_teacher,
                      tflite=False if a.no_tflite else None, float_ops=a.float_ops, precision_target=a.precision_target,

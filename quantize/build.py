@@ -33,6 +33,7 @@ from edge_sdk.record_rule import RecordRule
 
 from .bundle_readme import README_NAME, write_bundle_readme
 from .conformance import conformance_data_available, preprocessing_spec, write_conformance
+from .equalize import check_strength, equalize_channels, stage_blocks
 from .fidelity import choose_thresholds, compare
 from .mobile import convert_to_ort, finish_tflite
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
@@ -72,7 +73,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
                  float_ops: Sequence[str] | str = ("conv0",),
                  include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
                  with_conformance: bool = True, chest: WindowSet | None = None, precision_target: float = 0.03,
-                 record_rule: str = "mean", record_train: WindowSet | None = None) -> dict:
+                 record_rule: str = "mean", record_train: WindowSet | None = None,
+                 channel_equalization: float = 0.0) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
 
     ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows for the
@@ -95,6 +97,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     ``record_rule``: how a record's windows become one label (:mod:`edge_sdk.record_rule`); ``"logistic"`` is
     fitted on the float student's outputs for the labeled records of ``record_train`` and chosen on ``val``
     (:func:`distill.record_rule_fit.fit_record_rule`), and the fidelity figures then say what it decides.
+    ``channel_equalization``: strength in [0, 1] of :func:`quantize.equalize.equalize_channels`, applied to
+    the float student (on the calibration windows) before any export; 0 leaves the student as it is.
     """
     t0 = time.time()
     final = check_new_dir(out_dir, force, "bundle folder")
@@ -106,6 +110,9 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
         teacher.labels.indices(names)  # every student label must be a teacher output (LabelError otherwise)
     check_record_rule(record_rule, table.activation)
     check_record_rule_data(record_rule, record_train, val)
+    channel_equalization = check_strength(channel_equalization)
+    if channel_equalization:
+        stage_blocks(student)  # ConfigError now for a model it does not apply to
     if len(test) == 0:
         from edge_sdk.errors import DatasetError
         raise DatasetError("no held-out windows to measure fidelity on; give evaluation records")
@@ -113,7 +120,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     try:
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
                       hop_seconds, calibration_method, float_ops, include_teacher, recipe, with_conformance,
-                      chest, precision_target, record_rule, record_train)
+                      chest, precision_target, record_rule, record_train, channel_equalization)
     except BaseException:
         import shutil
         shutil.rmtree(out, ignore_errors=True)
@@ -131,7 +138,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
 def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Path, calibration, test, val,
            teacher, tflite, hop_seconds, calibration_method, float_ops, include_teacher, recipe,
            with_conformance=True, chest: WindowSet | None = None, precision_target: float = 0.03,
-           record_rule: str = "mean", record_train: WindowSet | None = None) -> dict:
+           record_rule: str = "mean", record_train: WindowSet | None = None,
+           channel_equalization: float = 0.0) -> dict:
     names, activation = table.names, table.activation
     chest_models: dict[str, dict] = {}
     x_chest = chest.x.astype(np.float32) if chest is not None and len(chest) else None
@@ -143,11 +151,15 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     fidelity: dict[str, dict] = {}
     x_test = test.x.astype(np.float32)  # float16 cache -> model input, once
 
-    _log("export student fp32 ONNX")
-    export_onnx(student, out / "student_fp32.onnx", activation)
     input_range = (meta.get("qat") or {}).get("input_range")
     if input_range:
         calibration = np.clip(calibration, -input_range, input_range)
+    equalization = None
+    if channel_equalization:
+        _log(f"channel equalization (strength {channel_equalization}) on {len(calibration)} calibration windows")
+        student, equalization = equalize_channels(student, calibration, channel_equalization)
+    _log("export student fp32 ONNX")
+    export_onnx(student, out / "student_fp32.onnx", activation)
     plan = None
     if isinstance(float_ops, str):
         if float_ops != "auto":
@@ -287,7 +299,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
         "student": {"arch": s_ckpt.get("arch"), "config": s_ckpt.get("config"), "params": count_params(student),
                     "macs_per_window": count_macs(student), "checkpoint": student_path.name,
                     "checkpoint_sha256": sha256_of(student_path), "val": meta.get("val"), "qat": meta.get("qat"),
-                    "data": meta.get("data")},
+                    "data": meta.get("data"), **({"channel_equalization": equalization} if equalization else {})},
         "evaluation": {"data": test.description, "n_records": int(len(test.records)), "n_windows": int(len(test)),
                        "labeled": test.labeled,
                        **({"chest_lead": {"data": chest.description, "n_windows": int(len(chest)),

@@ -9,7 +9,8 @@ windows (never the test split), with the bundle's student and calibration recipe
 * the max / p99 absolute probability error and single-thread latency of variants: everything int8; the
   first convolution float; the shipped choice (the card's ``float_ops``, chosen by
   :mod:`quantize.precision_plan`); every convolution float (the Adds, the head and the tensors between
-  the convolutions stay 8-bit); all activations 16-bit (int8 weights); and on TFLite full-integer, the
+  the convolutions stay 8-bit); all activations 16-bit (int8 weights); for a bundle built with channel
+  equalization (:mod:`quantize.equalize`), the shipped choice without it; and on TFLite full-integer, the
   shipped choice and 16x8. (With every part float nothing is left to quantize: that is the fp32 row.)
 
 It prints a Markdown table; nothing is written unless ``--out`` is given.
@@ -97,8 +98,18 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
                                activation_bits=bits)
             row(name, *onnx_figures(path, val))
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
+        student = _bundle_student(Path(bundle), b.card)
+        strength = (b.card["student"].get("channel_equalization") or {}).get("strength", 0.0)
+        if strength:  # what the equalization bought: the shipped float parts on the student as trained
+            from .onnx_export import export_onnx
+
+            plain = export_onnx(student, work / "plain_fp32.onnx", b.card["output"]["activation"])
+            quantize_onnx_int8(plain, work / "plain.onnx", calib, input_range=INPUT_RANGE, float_ops=shipped)
+            row(f"int8, float: {compact(shipped)}, without channel equalization", *onnx_figures(work / "plain.onnx", val))
+            from .equalize import equalize_channels
+
+            student = equalize_channels(student, calib, strength)[0]  # as the bundle's files were made
         if tflite:
-            student = _bundle_student(Path(bundle), b.card)
             for name, bits, float_ops in [("TFLite int8, full-integer", 8, []),
                                           (f"TFLite int8, float: {compact(shipped)} (shipped)", 8, shipped),
                                           ("TFLite 16x8 (16-bit activations, int8 weights)", 16, [])]:

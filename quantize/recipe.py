@@ -25,6 +25,7 @@ from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
 from edge_sdk.paths import datasets_available
 
 from .build import build_bundle
+from .equalize import check_strength
 from .float_ops import check_float_ops, torch_float_ops
 
 
@@ -43,6 +44,7 @@ class QuantizeRecipe:
     data: dict = field(default_factory=dict)  # DataSpec fields; {} = Challenge 2017
     calibration_windows: int = 256
     calibration_method: str = "minmax"
+    channel_equalization: float = 0.0  # strength in [0, 1] of quantize.equalize (0: off)
     qat_epochs: int = 4
     qat_self_weight: float = 4.0
     qat_samples_per_epoch: int = 8192
@@ -103,6 +105,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         raise ConfigError(f"float_ops must be 'auto' or a list of op ids such as [\"conv0\", \"head\"], not {fo!r}")
     if not 0 < recipe.precision_target < 1:
         raise ConfigError(f"precision_target is a probability error in (0, 1), not {recipe.precision_target!r}")
+    check_strength(recipe.channel_equalization)
     student_path = Path(recipe.student)
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":
@@ -165,7 +168,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         student = str(qat_out)
     card = build_bundle(student, out, calib, test, val, teacher, tflite=recipe.tflite, hop_seconds=recipe.hop_seconds,
                         calibration_method=recipe.calibration_method, float_ops=recipe.float_ops,
-                        precision_target=recipe.precision_target,
+                        precision_target=recipe.precision_target, channel_equalization=recipe.channel_equalization,
                         record_rule=recipe.record_rule, record_train=record_train,
                         include_teacher=recipe.include_teacher, force=force,
                         recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)

@@ -66,7 +66,11 @@ def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, mitdb,
     chest = replace(chest, x=chest.x[::8], y=chest.y[::8], record_idx=chest.record_idx[::8])
     val = cinc2017_windows("val", limit=80)
     card = build_bundle(models_dir / "student.pth", tmp_path / "b", calib, test_windows, val, None, tflite=True,
-                        chest=chest, record_rule="logistic", record_train=cinc2017_windows("train", limit=300))
+                        chest=chest, record_rule="logistic", record_train=cinc2017_windows("train", limit=300),
+                        channel_equalization=0.5)
+    eq = card["student"]["channel_equalization"]  # every file comes from the equalized student: same function
+    assert eq["strength"] == 0.5 and eq["windows"] == 64 and eq["max_abs_logit_change"] < 1e-3
+    assert [s["blocks"][0] for s in eq["stages"]] == [0, 1, 2, 3, 5, 7, 10]
     cl = card["evaluation"]["chest_lead"]
     assert set(cl["models"]) == {"student_fp32.onnx", "student_int8.onnx", "student_int8.tflite"}
     assert cl["n_windows"] == len(chest)

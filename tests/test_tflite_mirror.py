@@ -1,5 +1,6 @@
 """The TFLite student is converted from a Keras mirror of the torch student: prove the two definitions equal,
-block by block, on real windows, for the shipped student and for a freshly initialised one of another shape."""
+block by block, on real windows, for the shipped student (as trained and channel-equalized, as the bundle's
+files are made) and for a freshly initialised one of another shape."""
 import numpy as np
 import pytest
 import torch
@@ -31,12 +32,17 @@ def _keras_blocks(model, n_blocks, x):
     return [[np.asarray(t) for t in probe(x[i:i + 1, :, None])] for i in range(len(x))], names
 
 
-@pytest.mark.parametrize("which", ["shipped", "random"])
+@pytest.mark.parametrize("which", ["shipped", "equalized", "random"])
 def test_keras_mirror_equals_torch_student_block_by_block(which, models_dir, cinc):
     from distill.data import cinc2017_windows
 
-    if which == "shipped":
+    if which in ("shipped", "equalized"):
         student, _ = load_model(models_dir / "student_qat.pth")
+        if which == "equalized":  # the bundle's files come from the channel-equalized student
+            from quantize.equalize import equalize_channels
+
+            calib = np.clip(cinc2017_windows("train", limit=10).x[:16].astype(np.float32), -8, 8)
+            student = equalize_channels(student, calib, 0.5)[0]
     else:
         torch.manual_seed(3)
         student = EdgeStudent(StudentConfig(channels=(8, 12, 16), kernels=(9, 5, 3), strides=(4, 2, 1),
