@@ -10,7 +10,8 @@ windows (never the test split), with the bundle's student and calibration recipe
   first convolution float; the shipped choice (the card's ``float_ops``, chosen by
   :mod:`quantize.precision_plan`); every convolution float (the Adds, the head and the tensors between
   the convolutions stay 8-bit); all activations 16-bit (int8 weights); for a bundle built with channel
-  equalization (:mod:`quantize.equalize`), the shipped choice without it; and on TFLite full-integer, the
+  equalization (:mod:`quantize.equalize`), the shipped choice without it (and at the strengths of
+  ``--sweep``); and on TFLite full-integer, the
   shipped choice and 16x8. (With every part float nothing is left to quantize: that is the fp32 row.)
 
 It prints a Markdown table; nothing is written unless ``--out`` is given.
@@ -21,15 +22,19 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnx
 
 from edge_sdk.bundle import load_bundle
+from edge_sdk.errors import EdgeSDKError
 from edge_sdk.inference.onnx_backend import OnnxBackend
 
 from .build import _probs
+from .equalize import check_strength, equalize_channels
 from .float_ops import compact, onnx_float_nodes, sort_ops
+from .onnx_export import export_onnx
 from .onnx_int8 import quantize_onnx_int8
 from .precision_plan import latency_ms
 
@@ -54,8 +59,9 @@ def tensor_sqnr(fp32: Path, int8: Path, x: np.ndarray, work: Path) -> dict[str, 
 
 
 def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflite: bool = True,
-          limit: int | None = None) -> dict:
-    """Measure the variants on the validation windows (the first ``limit`` records' windows when given)."""
+          limit: int | None = None, sweep: Sequence[float] = ()) -> dict:
+    """Measure the variants on the validation windows (the first ``limit`` records' windows when given);
+    ``sweep``: channel-equalization strengths in [0, 1] to measure with the shipped float parts too."""
     from distill.data import DataSpec, cinc2017_windows, load_split
     from quantize.qat import INPUT_RANGE
     from quantize.recipe import sample_calibration
@@ -100,14 +106,15 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
         student = _bundle_student(Path(bundle), b.card)
         strength = (b.card["student"].get("channel_equalization") or {}).get("strength", 0.0)
-        if strength:  # what the equalization bought: the shipped float parts on the student as trained
-            from .onnx_export import export_onnx
-
-            plain = export_onnx(student, work / "plain_fp32.onnx", b.card["output"]["activation"])
+        activation = b.card["output"]["activation"]
+        # what the equalization bought: the shipped float parts on the student as trained, and at other strengths
+        for other in sorted({0.0, *sweep} - {strength}) if strength or sweep else []:
+            model = equalize_channels(student, calib, other)[0] if other else student
+            plain = export_onnx(model, work / "plain_fp32.onnx", activation)
             quantize_onnx_int8(plain, work / "plain.onnx", calib, input_range=INPUT_RANGE, float_ops=shipped)
-            row(f"int8, float: {compact(shipped)}, without channel equalization", *onnx_figures(work / "plain.onnx", val))
-            from .equalize import equalize_channels
-
+            what = f"channel equalization {other:g}" if other else "without channel equalization"
+            row(f"int8, float: {compact(shipped)}, {what}", *onnx_figures(work / "plain.onnx", val))
+        if strength:
             student = equalize_channels(student, calib, strength)[0]  # as the bundle's files were made
         if tflite:
             for name, bits, float_ops in [("TFLite int8, full-integer", 8, []),
@@ -159,13 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-tflite", action="store_true", help="skip the TFLite variants (TensorFlow conversions)")
     p.add_argument("--limit", type=int, default=None,
                    help="only the first N validation records (a quick look) [default: all]")
+    p.add_argument("--sweep", default="", metavar="S,S,...",
+                   help="channel-equalization strengths in [0, 1] to measure with the shipped float parts as "
+                        "well, e.g. 0.25,0.5,0.75,1 [default: none; the bundle's own strength and 0 always]")
     p.add_argument("--out", default=None, help="also write the result as JSON here (refused if it exists)")
     a = p.parse_args(argv)
+    try:
+        sweep = [check_strength(v) for v in a.sweep.split(",") if v.strip()]
+    except EdgeSDKError as e:
+        p.error(f"--sweep: {e}")
     from edge_sdk.outputs import check_new_file
 
     if a.out:
         check_new_file(a.out, False, "study result")
-    r = study(a.bundle, tflite=not a.no_tflite, limit=a.limit)
+    r = study(a.bundle, tflite=not a.no_tflite, limit=a.limit, sweep=sweep)
     print(markdown(r))
     if a.out:
         Path(a.out).write_text(json.dumps(r, indent=1))

@@ -72,9 +72,13 @@ def test_precision_study_measures_the_shipped_choice_against_the_alternatives(bu
     """``python -m quantize.precision_study`` on a few real validation records (ONNX variants only)."""
     from quantize.precision_study import main, study
 
-    r = study(bundle_dir, n_sqnr=16, tflite=False, limit=30)
+    r = study(bundle_dir, n_sqnr=16, tflite=False, limit=30, sweep=[1.0])
     rows = {v["variant"]: v for v in r["variants"]}
     shipped = next(v for k, v in rows.items() if k.endswith("(shipped)"))
+    # the committed bundle is channel-equalized: the study also measures its float parts without that, and at
+    # the swept strength
+    plain = next(k for k in rows if k.endswith(", without channel equalization"))
+    assert next(k for k in rows if k.endswith(", channel equalization 1")).split(", channel")[0] == plain.split(", without")[0]
     assert rows["fp32 (reference)"]["max_abs_prob_error"] == 0
     # the 8-bit input is the largest single error: every variant that keeps it float does far better
     assert rows["int8 everywhere (input too)"]["p99_abs_prob_error"] > 3 * shipped["p99_abs_prob_error"]
@@ -82,3 +86,6 @@ def test_precision_study_measures_the_shipped_choice_against_the_alternatives(bu
     assert len(r["tensor_sqnr_db"]) > 10 and all(np.isfinite(list(r["tensor_sqnr_db"].values())))
     assert main(["--bundle", str(bundle_dir), "--no-tflite", "--limit", "5"]) == 0
     assert "| fp32 (reference) | 0.000 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--bundle", str(bundle_dir), "--sweep", "0.5,2"])
+    assert "--sweep: channel_equalization is a strength in [0, 1]" in capsys.readouterr().err
