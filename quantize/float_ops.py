@@ -131,8 +131,11 @@ def tflite_float_nodes(model: bytes) -> dict[str, list[str]]:
     for j, kind in enumerate(kinds):
         if kind == "CONV_2D":
             start, end = j, j + 1
-            while start > 0 and kinds[start - 1] in ("PAD", "RESHAPE"):
-                start -= 1
+            # its own RESHAPE (expand) and PAD just before it, never the previous convolution's squeeze,
+            # which directly precedes them when no QUANTIZE / DEQUANTIZE op separates the two
+            for before in ("RESHAPE", "PAD"):
+                if start > 0 and kinds[start - 1] == before:
+                    start -= 1
             if end < len(kinds) and kinds[end] == "RESHAPE":
                 end += 1
             out[f"conv{n_conv}"] = names[start:end]

@@ -29,6 +29,11 @@ def test_the_committed_student_has_the_same_op_ids_in_torch_onnx_and_tflite(mode
     assert all("block4" in n or "conv1d" in n or "zero_padding1d" in n for n in tfl_nodes["conv4"])
     assert any("add_1/Add" in n for n in tfl_nodes["add0"])  # Keras names the first Add add_1
     assert len(tfl_nodes["head"]) == 3  # MEAN, FULLY_CONNECTED, SOFTMAX
+    # each TFLite op belongs to one id: a convolution's PAD, expand RESHAPE, CONV_2D and squeeze RESHAPE
+    named = [n for op in STUDENT_OPS for n in tfl_nodes[op]]
+    assert len(named) == len(set(named))
+    assert all(len(tfl_nodes[f"conv{i}"]) == 4 for i in range(12))
+    assert all(n.endswith("/Pad") for n in (tfl_nodes[f"conv{i}"][0] for i in range(12)))
 
 
 def test_op_ids_parse_sort_and_print_compactly():
