@@ -38,6 +38,8 @@ RANGE_FLOOR = 1e-3
 def check_strength(strength: float) -> float:
     """``strength`` as a float in [0, 1]; :class:`ConfigError` otherwise."""
     try:
+        if isinstance(strength, bool):  # JSON true/false is not a strength
+            raise TypeError
         s = float(strength)
     except (TypeError, ValueError):
         raise ConfigError(f"channel_equalization is a strength in [0, 1] (0: off), not {strength!r}") from None

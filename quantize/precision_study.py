@@ -104,9 +104,10 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
                                activation_bits=bits)
             row(name, *onnx_figures(path, val))
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
-        student = _bundle_student(Path(bundle), b.card)
         strength = (b.card["student"].get("channel_equalization") or {}).get("strength", 0.0)
         activation = b.card["output"]["activation"]
+        # the torch student (from the recipe's checkpoint) only where a variant needs it
+        student = _bundle_student(Path(bundle), b.card) if strength or sweep or tflite else None
         # what the equalization bought: the shipped float parts on the student as trained, and at other strengths
         for other in sorted({0.0, *sweep} - {strength}) if strength or sweep else []:
             model = equalize_channels(student, calib, other)[0] if other else student
@@ -114,7 +115,7 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
             quantize_onnx_int8(plain, work / "plain.onnx", calib, input_range=INPUT_RANGE, float_ops=shipped)
             what = f"channel equalization {other:g}" if other else "without channel equalization"
             row(f"int8, float: {compact(shipped)}, {what}", *onnx_figures(work / "plain.onnx", val))
-        if strength:
+        if strength and tflite:
             student = equalize_channels(student, calib, strength)[0]  # as the bundle's files were made
         if tflite:
             for name, bits, float_ops in [("TFLite int8, full-integer", 8, []),

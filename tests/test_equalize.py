@@ -104,7 +104,7 @@ def test_equalization_lowers_the_int8_error_on_real_windows(tmp_path, shipped, w
     assert equalized.mean() < 0.9 * plain.mean()
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.5, "strong", None, float("nan")])
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "strong", None, True, float("nan")])
 def test_bad_strength_is_a_config_error(bad, windows):
     with pytest.raises(ConfigError, match=r"channel_equalization is a strength in \[0, 1\]"):
         equalize_channels(_small_student(0), windows[:, :2000], bad)
