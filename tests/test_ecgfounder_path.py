@@ -49,7 +49,8 @@ def pipeline(official, user_records, tmp_path_factory):
     bundle = d / "bundle"
     rc = main(["quantize", "--student", str(student), "--teacher", str(ckpt), "--teacher-config", str(cfg),
                "--records", *records, "--record-labels", str(labels_csv), "--label-map", "A=ATRIAL FIBRILLATION",
-               "--qat-epochs", "1", "--qat-samples-per-epoch", "128", "--calibration-windows", "32", "--no-tflite", "--out", str(bundle)])
+               "--qat-epochs", "1", "--qat-samples-per-epoch", "128", "--calibration-windows", "32", "--no-tflite", "--equalize", "0.5",
+               "--out", str(bundle)])
     assert rc == 0
     return student, bundle, d
 
@@ -81,6 +82,10 @@ def test_card_carries_the_label_table_and_only_app_files(pipeline):
     fid = card["fidelity"]["student_fp32_vs_teacher_fp32"]
     assert set(fid["auroc_reference"]) == {"ATRIAL FIBRILLATION"}  # keyed by name
     assert card["student"]["qat"]["targets"] == "teacher"
+    # channel equalization (--equalize) on a 2-output sigmoid student: every file from the same float function
+    assert card["student"]["channel_equalization"]["strength"] == 0.5
+    assert card["student"]["channel_equalization"]["max_abs_logit_change"] < 1e-3
+    assert card["fidelity"]["student_onnx_fp32_vs_torch"]["max_abs_prob_error"] < 1e-4
     x = np.zeros((1, 5000), np.float32)
     assert open_backend(b).predict(x).shape == (1, 2)
 
