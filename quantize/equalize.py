@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from distill.torch_dataset import predict
 from edge_sdk.errors import ConfigError
 
 #: Channels whose range is below this fraction of their stage's largest get at most ``1 / RANGE_FLOOR``.
@@ -92,11 +93,8 @@ def channel_ranges(student: nn.Module, windows: np.ndarray, batch: int = 64) -> 
             if hasattr(block, "bn") and hasattr(block, "conv"):
                 hooks.append(block.bn.register_forward_hook(keep(k)))
     was_training = student.training
-    student.eval()
     try:
-        x = np.asarray(windows, np.float32)
-        for j in range(0, len(x), batch):
-            student(torch.from_numpy(x[j:j + batch])[:, None])
+        predict(student, windows, batch_size=batch)  # eval mode; the hooks collect the ranges
     finally:
         for h in hooks:
             h.remove()
@@ -148,14 +146,8 @@ def equalize_channels(student: nn.Module, windows: np.ndarray, strength: float =
                               "range_spread_after": round(float(after.max() / after.min()), 2),
                               "largest_scale": round(float(s.max()), 3)})
     was_training = student.training
-    student.eval()
-    try:
-        diff = 0.0
-        for j in range(0, len(x), 64):
-            xb = torch.from_numpy(x[j:j + 64])[:, None]
-            diff = max(diff, float((student(xb) - eq(xb)).abs().max()))
-    finally:
-        student.train(was_training)
+    diff = float(np.abs(predict(student, x) - predict(eq, x)).max())
+    student.train(was_training)
     return eq, {"strength": s_strength, "windows": int(len(x)), "stages": report_stages,
                 "max_abs_logit_change": diff,
                 "rule": "per stage (a strided Conv-BN-ReLU and its residual blocks), channel c times "

@@ -106,10 +106,11 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
         strength = (b.card["student"].get("channel_equalization") or {}).get("strength", 0.0)
         activation = b.card["output"]["activation"]
-        # the torch student (from the recipe's checkpoint) only where a variant needs it
-        student = _bundle_student(Path(bundle), b.card) if strength or sweep or tflite else None
         # what the equalization bought: the shipped float parts on the student as trained, and at other strengths
-        for other in sorted({0.0, *sweep} - {strength}) if strength or sweep else []:
+        others = sorted({0.0, *sweep} - {strength})
+        # the torch student (from the recipe's checkpoint) only where a variant needs it
+        student = _bundle_student(Path(bundle), b.card) if others or tflite else None
+        for other in others:
             model = equalize_channels(student, calib, other)[0] if other else student
             plain = export_onnx(model, work / "plain_fp32.onnx", activation)
             quantize_onnx_int8(plain, work / "plain.onnx", calib, input_range=INPUT_RANGE, float_ops=shipped)
