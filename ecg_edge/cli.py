@@ -280,6 +280,10 @@ def _add_quantize(sub) -> None:
     p.add_argument("--precision-target", type=float, default=None,
                    help="with --float-ops auto: largest acceptable absolute probability error of the int8 "
                         "model against fp32 on any validation window [default: 0.03]")
+    p.add_argument("--precision-train-windows", type=int, default=None, metavar="N",
+                   help="with --float-ops auto: also measure on N training windows (never the calibration "
+                        "ones), a larger sample of the error's tail [default: 0; "
+                        "configs/default_bundle.json: 8192]")
     p.add_argument("--record-rule", default=None, choices=["mean", "logistic"],
                    help="how a recording's windows become one label, written to the card: 'mean' = the highest "
                         "mean probability; 'logistic' = a logistic regression over each output's mean, log-mean, "
@@ -306,6 +310,7 @@ def _run_quantize(a) -> int:
                      qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
                      include_teacher=a.include_teacher,
                      tflite=False if a.no_tflite else None, float_ops=a.float_ops, precision_target=a.precision_target,
+                     precision_train_windows=a.precision_train_windows,
                      record_rule=a.record_rule, data=data or None)
     if not a.config and not a.student:
         raise SystemExit("ecg-edge quantize: give --student (or --config RECIPE.json)")

@@ -74,7 +74,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
                  include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
                  with_conformance: bool = True, chest: WindowSet | None = None, precision_target: float = 0.03,
                  record_rule: str = "mean", record_train: WindowSet | None = None,
-                 channel_equalization: float = 0.0) -> dict:
+                 channel_equalization: float = 0.0, plan_windows: np.ndarray | None = None) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
 
     ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows for the
@@ -86,7 +86,9 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     ``head``: :mod:`quantize.float_ops`; the TFLite model is full-integer, int8 in and out, when there are
     none); ``"auto"``: chosen by measurement on ``val`` (else on the calibration windows) with
     :func:`quantize.precision_plan.plan_float_ops` against
-    ``precision_target`` (max absolute probability error per window), the steps recorded in the card.
+    ``precision_target`` (max absolute probability error per window), the steps recorded in the card;
+    ``plan_windows`` (n, 5000): more windows it measures on besides ``val`` (training windows other than the
+    calibration ones: a larger sample of the error's tail than the validation windows alone).
     ``out_dir`` must be missing or empty unless ``force``; the bundle is built
     in a sibling folder and moved into place only when complete. ``recipe`` is recorded in the card.
     The bundle also gets the mobile files (``student_int8.ort`` + its required-operators config; the TFLite
@@ -120,7 +122,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     try:
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
                       hop_seconds, calibration_method, float_ops, include_teacher, recipe, with_conformance,
-                      chest, precision_target, record_rule, record_train, channel_equalization)
+                      chest, precision_target, record_rule, record_train, channel_equalization, plan_windows)
     except BaseException:
         import shutil
         shutil.rmtree(out, ignore_errors=True)
@@ -139,7 +141,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
            teacher, tflite, hop_seconds, calibration_method, float_ops, include_teacher, recipe,
            with_conformance=True, chest: WindowSet | None = None, precision_target: float = 0.03,
            record_rule: str = "mean", record_train: WindowSet | None = None,
-           channel_equalization: float = 0.0) -> dict:
+           channel_equalization: float = 0.0, plan_windows: np.ndarray | None = None) -> dict:
     names, activation = table.names, table.activation
     chest_models: dict[str, dict] = {}
     x_chest = chest.x.astype(np.float32) if chest is not None and len(chest) else None
@@ -167,13 +169,20 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
                              f"not {float_ops!r}")
         from .precision_plan import plan_float_ops
 
-        on_val = val is not None and len(val) > 0
-        _log(f"choosing the float parts by measurement on the {'validation' if on_val else 'calibration'} "
-             f"windows (target: max error {precision_target})")
-        plan = plan_float_ops(out / "student_fp32.onnx", calibration, val.x if on_val else calibration,
-                              precision_target, calibration_method, input_range,
-                              measured_on="validation windows" if on_val else
-                              "calibration windows (no validation windows were given)", log=_log)
+        sources = [(what, x) for what, x in (("validation", None if val is None else val.x),
+                                             ("training (not the calibration ones)", plan_windows))
+                   if x is not None and len(x)]
+        if len(sources) == 2:
+            measured_on = "windows: " + " + ".join(f"{len(x):,} {what}" for what, x in sources)
+        elif sources:
+            measured_on = f"{sources[0][0].split(' ')[0]} windows"
+        else:
+            sources = [("calibration", calibration)]
+            measured_on = "calibration windows (no validation windows were given)"
+        _log(f"choosing the float parts by measurement on {measured_on} (target: max error {precision_target})")
+        plan = plan_float_ops(out / "student_fp32.onnx", calibration,
+                              np.concatenate([np.asarray(x, np.float32) for _, x in sources]),
+                              precision_target, calibration_method, input_range, measured_on=measured_on, log=_log)
         float_ops = plan["float_ops"]
     _log(f"int8 QDQ with {len(calibration)} calibration windows")
     qparams = quantize_onnx_int8(out / "student_fp32.onnx", out / "student_int8.onnx", calibration, calibration_method,

@@ -52,6 +52,8 @@ class QuantizeRecipe:
     tflite: bool = True
     float_ops: list[str] | str = field(default_factory=lambda: ["conv0"])  # or "auto": chosen by measurement
     precision_target: float = 0.03
+    # training windows (never the calibration ones) the precision plan measures on besides the validation windows
+    precision_train_windows: int = 0
     record_rule: str = "mean"  # or "logistic": edge_sdk.record_rule, fitted by distill.record_rule_fit
     include_teacher: bool = False
     hop_seconds: float = 5.0
@@ -84,12 +86,25 @@ def resolve_teacher(recipe: QuantizeRecipe, student_ckpt: dict, student_path: Pa
                  "student's own float outputs and the card has no teacher comparison"
 
 
+def calibration_indices(n_train: int, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of the ``n`` calibration windows among ``n_train`` training windows (seeded, sorted)."""
+    return np.sort(np.random.default_rng(seed).choice(n_train, min(n, n_train), replace=False))
+
+
 def sample_calibration(train: WindowSet, n: int, seed: int = 0) -> np.ndarray:
     """``n`` training windows drawn without replacement (seeded), float32 ``(n, 5000)``."""
     if len(train) == 0:
         raise DatasetError("no training windows to calibrate on")
-    rng = np.random.default_rng(seed)
-    return train.x[np.sort(rng.choice(len(train), min(n, len(train)), replace=False))].astype(np.float32)
+    return train.x[calibration_indices(len(train), n, seed)].astype(np.float32)
+
+
+def sample_plan_windows(train: WindowSet, n: int, n_calibration: int, seed: int = 0) -> np.ndarray:
+    """``n`` training windows for the precision plan to measure on, none of them among the calibration windows
+    that :func:`sample_calibration` draws with ``n_calibration`` and ``seed`` (drawn with ``seed + 1``),
+    float32 ``(n, 5000)``; fewer when the training split has fewer windows left."""
+    rest = np.setdiff1d(np.arange(len(train)), calibration_indices(len(train), n_calibration, seed))
+    pick = np.random.default_rng(seed + 1).choice(rest, min(n, len(rest)), replace=False)
+    return train.x[np.sort(pick)].astype(np.float32)
 
 
 def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
@@ -105,6 +120,9 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         raise ConfigError(f"float_ops must be 'auto' or a list of op ids such as [\"conv0\", \"head\"], not {fo!r}")
     if not 0 < recipe.precision_target < 1:
         raise ConfigError(f"precision_target is a probability error in (0, 1), not {recipe.precision_target!r}")
+    n_plan = recipe.precision_train_windows
+    if isinstance(n_plan, bool) or not isinstance(n_plan, int) or n_plan < 0:
+        raise ConfigError(f"precision_train_windows is a number of training windows (0 or more), not {n_plan!r}")
     check_strength(recipe.channel_equalization)
     student_path = Path(recipe.student)
     s_ckpt = read_checkpoint(student_path)
@@ -139,6 +157,8 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     if train is None:
         raise DatasetError("no training records for calibration; give more records")
     calib = sample_calibration(train, recipe.calibration_windows, recipe.seed)
+    plan_windows = (sample_plan_windows(train, n_plan, recipe.calibration_windows, recipe.seed)
+                    if fo == "auto" and n_plan else None)
     # the record rule learns from whole recordings of one label: the chest-lead additions are long Holter
     # records of several rhythms, played at several speeds, so it is fitted on the recipe's own records
     record_train = (load_split(replace(spec, chest_lead=None), "train") if spec.chest_lead else train) \
@@ -168,7 +188,8 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         student = str(qat_out)
     card = build_bundle(student, out, calib, test, val, teacher, tflite=recipe.tflite, hop_seconds=recipe.hop_seconds,
                         calibration_method=recipe.calibration_method, float_ops=recipe.float_ops,
-                        precision_target=recipe.precision_target, channel_equalization=recipe.channel_equalization,
+                        precision_target=recipe.precision_target, plan_windows=plan_windows,
+                        channel_equalization=recipe.channel_equalization,
                         record_rule=recipe.record_rule, record_train=record_train,
                         include_teacher=recipe.include_teacher, force=force,
                         recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)

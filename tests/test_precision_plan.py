@@ -89,3 +89,46 @@ def test_precision_study_measures_the_shipped_choice_against_the_alternatives(bu
     with pytest.raises(SystemExit):
         main(["--bundle", str(bundle_dir), "--sweep", "0.5,2"])
     assert "--sweep: channel_equalization is a strength in [0, 1]" in capsys.readouterr().err
+
+
+def test_plan_windows_are_training_windows_the_calibration_never_saw(cinc):
+    """``precision_train_windows``: seeded training windows, none of them a calibration window."""
+    from quantize.recipe import calibration_indices, sample_calibration, sample_plan_windows
+
+    train = cinc2017_windows("train", limit=40)
+    calib = sample_calibration(train, 64, seed=3)
+    plan = sample_plan_windows(train, 48, 64, seed=3)
+    assert plan.shape == (48, 5000) and plan.dtype == np.float32
+    np.testing.assert_array_equal(plan, sample_plan_windows(train, 48, 64, seed=3))
+    np.testing.assert_array_equal(calib, train.x[calibration_indices(len(train), 64, 3)].astype(np.float32))
+    # no plan window is a calibration window (the windows are real ECG: no two are equal)
+    assert not (plan[:, None, :] == calib[None, :, :]).all(-1).any()
+    everything = sample_plan_windows(train, 10 ** 6, 64, seed=3)  # capped at what is left
+    assert len(everything) == len(train) - 64
+
+
+def test_bundle_plan_measures_on_validation_and_training_windows(tmp_path, models_dir, cinc, monkeypatch):
+    """``build_bundle(float_ops="auto", plan_windows=...)`` hands the plan both sets and says so in the card
+    (the real plan, cut to one step to keep the test short)."""
+    import quantize.precision_plan as pp
+    from quantize.build import build_bundle
+    from quantize.recipe import sample_calibration, sample_plan_windows
+
+    seen = []
+    real = pp.plan_float_ops
+
+    def one_step(fp32, calibration, windows, *args, **kwargs):
+        seen.append(len(windows))
+        return real(fp32, calibration, windows, *args, max_float=1, **kwargs)
+
+    monkeypatch.setattr(pp, "plan_float_ops", one_step)
+    train = cinc2017_windows("train", limit=40)
+    val = cinc2017_windows("val", limit=12)
+    card = build_bundle(models_dir / "student_qat.pth", tmp_path / "b", sample_calibration(train, 32),
+                        cinc2017_windows("test", limit=10), val, None, tflite=False, float_ops="auto",
+                        with_conformance=False, plan_windows=sample_plan_windows(train, 24, 32))
+    plan = card["precision_plan"]
+    assert seen == [len(val) + 24]
+    assert plan["measured_on"] == f"{len(val) + 24} windows: {len(val)} validation + 24 training (not the calibration ones)"
+    assert plan["steps"][1]["added"] == "conv0" and plan["float_ops"] == ["conv0"]
+    assert card["files"]["student_int8.onnx"]["quantization"]["float_ops"] == ["conv0"]

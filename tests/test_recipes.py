@@ -86,7 +86,10 @@ def test_quantize_recipe_precision_choices_are_checked_before_any_work(tmp_path,
                        (dict(float_ops=["conv0", "conv12"]), r"conv12.*conv0..conv11, add0..add4, head"),
                        (dict(float_ops=["input"]), "not an op id"),
                        (dict(record_rule="vote"), "record_rule must be one of"),
-                       (dict(channel_equalization=2.0), r"channel_equalization is a strength in \[0, 1\]")]:
+                       (dict(channel_equalization=2.0), r"channel_equalization is a strength in \[0, 1\]"),
+                       (dict(precision_train_windows=-1), "precision_train_windows"),
+                       (dict(precision_train_windows=True), "precision_train_windows"),
+                       (dict(precision_train_windows=8192.0), "precision_train_windows")]:
         with pytest.raises(ConfigError, match=match):
             run_recipe(QuantizeRecipe(student=str(models_dir / "student.pth"), out=str(tmp_path / "b"), **bad),
                        log=lambda m: None)
