@@ -24,6 +24,13 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f} %"
 
 
+def _count(fraction, n) -> str:
+    """A fraction of ``n`` windows as a count and a percentage: one window in 5,523 is not '0.0 %'."""
+    if fraction is None or not n:
+        return _pct(fraction)
+    return f"{round(fraction * n):,} ({100 * fraction:.2f} %)"
+
+
 def _int8_label(card: dict, key: str) -> str:
     """Row name of an int8 file, with the parts it keeps in float (or 'full-integer' for TFLite)."""
     file, label = INT8_ROWS[key]
@@ -112,10 +119,12 @@ def results_markdown(card: dict, bundle: str = "bundles/default") -> str:
     for key in INT8_ROWS:
         if key in fid:
             d = fid[key]
-            lines.append(f"| {_int8_label(card, key)} | {_f(d['max_abs_prob_error'], 3)} | {_f(d['p99_abs_prob_error'], 3)} | "
-                         f"{_f(d['mean_abs_prob_error'])} | {_pct(d['windows_over_0.03'])} | "
-                         f"{_pct(d['argmax_agreement'])} | {_pct(d.get('record_top_label_agreement'))} |" +
-                         (f" {_pct((d.get('record_rule') or {}).get('agreement'))} |" if by_rule else ""))
+            rule = d.get("record_rule") or {}
+            lines.append(f"| {_int8_label(card, key)} | {_f(d['max_abs_prob_error'], 4)} | {_f(d['p99_abs_prob_error'], 3)} | "
+                         f"{_f(d['mean_abs_prob_error'])} | {_count(d['windows_over_0.03'], d.get('n_windows'))} | "
+                         f"{_pct(d['argmax_agreement'])} | "
+                         f"{_count(d.get('record_top_label_agreement'), d.get('n_records_compared'))} |" +
+                         (f" {_count(rule.get('agreement'), rule.get('n_records_compared'))} |" if by_rule else ""))
     if card.get("precision_plan"):
         lines += _plan_markdown(card["precision_plan"])
     chest = ev.get("chest_lead")

@@ -43,6 +43,10 @@ def test_readme_tables_are_the_committed_cards_numbers(bundle_dir, tmp_path):
     assert f"{onnx['max_abs_prob_error']:.3f}" in md
     assert f"{onnx['auroc']['ATRIAL FIBRILLATION']:.4f}" in md
     assert f"{onnx['challenge2017_f1']:.3f}" in md
+    # windows over 0.03 and records agreeing with fp32 as counts: one window in 5,523 is not "0.0 %"
+    n_over = round(onnx["windows_over_0.03"] * onnx["n_windows"])
+    n_agree = round(onnx["record_top_label_agreement"] * onnx["n_records_compared"])
+    assert f"| {n_over:,} ({100 * onnx['windows_over_0.03']:.2f} %) |" in md and f"| {n_agree:,} (" in md
     assert "clean sinus: top = NORMAL SINUS RHYTHM" in md and "student_int8.tflite" in md
     readme_text = (ROOT / "README.md").read_text()
     block = readme_text.split(BEGIN)[1].split(END)[0].strip()
