@@ -169,16 +169,13 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
                              f"not {float_ops!r}")
         from .precision_plan import plan_float_ops
 
-        sources = [(what, x) for what, x in (("validation", None if val is None else val.x),
-                                             ("training (not the calibration ones)", plan_windows))
+        sources = [(what, x) for what, x in (("validation windows", None if val is None else val.x),
+                                             ("training windows (not the calibration ones)", plan_windows))
                    if x is not None and len(x)]
-        if len(sources) == 2:
-            measured_on = "windows: " + " + ".join(f"{len(x):,} {what}" for what, x in sources)
-        elif sources:
-            measured_on = f"{sources[0][0].split(' ')[0]} windows"
-        else:
-            sources = [("calibration", calibration)]
-            measured_on = "calibration windows (no validation windows were given)"
+        if not sources:
+            sources = [("calibration windows (no validation windows were given)", calibration)]
+        measured_on = sources[0][0] if len(sources) == 1 else \
+            "windows: " + " + ".join(f"{len(x):,} {what.replace(' windows', '')}" for what, x in sources)
         _log(f"choosing the float parts by measurement on {measured_on} (target: max error {precision_target})")
         plan = plan_float_ops(out / "student_fp32.onnx", calibration,
                               np.concatenate([np.asarray(x, np.float32) for _, x in sources]),

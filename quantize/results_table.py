@@ -25,7 +25,7 @@ def _pct(v) -> str:
 
 
 def _count(fraction, n) -> str:
-    """A fraction of ``n`` windows as a count and a percentage: one window in 5,523 is not '0.0 %'."""
+    """A fraction of ``n`` windows or records as a count and a percentage: one window in 5,523 is not '0.0 %'."""
     if fraction is None or not n:
         return _pct(fraction)
     return f"{round(fraction * n):,} ({100 * fraction:.2f} %)"
