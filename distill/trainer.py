@@ -91,6 +91,16 @@ class WeightedEpochSampler(Sampler[int]):
         return len(range(self.rank, self.num_samples, self.world))
 
 
+def running_mean(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor | int) -> torch.Tensor:
+    """One step of the weight average of ``fit(average_last=N)``: the mean of the ``num_averaged`` tensors so far
+    and ``current``. Integer buffers (BatchNorm's ``num_batches_tracked``, a counter that eval mode never
+    reads) take the current value: torch's own multi-tensor average divides them as integers, which CUDA
+    builds of torch 2.11 refuse (``RuntimeError: Integer division with addcdiv is no longer supported``)."""
+    if not (averaged.is_floating_point() or averaged.is_complex()):
+        return current.detach().clone()
+    return averaged + (current.detach() - averaged) / (num_averaged + 1)
+
+
 def class_balancing_weights(y: np.ndarray, power: float = 0.5) -> np.ndarray:
     """Per-sample weights ~ freq(class)^-power (0.5: square-root balancing); unknown labels (-1) weigh 1/mean."""
     known = y >= 0
@@ -147,7 +157,8 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
     last = out / "last.pt"
     if not 0 <= cfg.average_last <= cfg.epochs:
         raise EdgeSDKError(f"average_last must be between 0 and epochs ({cfg.epochs}), not {cfg.average_last}")
-    averaged = torch.optim.swa_utils.AveragedModel(model, use_buffers=True) if cfg.average_last else None
+    averaged = (torch.optim.swa_utils.AveragedModel(model, avg_fn=running_mean, use_buffers=True)
+                if cfg.average_last else None)
     if cfg.resume and last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
         saved = state.get("config", {})

@@ -116,6 +116,19 @@ def test_torchrun_ddp_two_processes_on_cpu(tmp_path, cinc, models_dir):
     assert out.exists() and "student:" in proc.stdout
 
 
+def test_running_mean_averages_floats_and_keeps_integer_counters():
+    """The weight average's step: a running mean for float tensors; an integer buffer takes the current value
+    even when the count comes as a tensor (torch's own multi-tensor step divides integers there, which CUDA
+    builds of torch 2.11 refuse: the crash a lent H100 showed with average_last)."""
+    from distill.trainer import running_mean
+
+    a, b = torch.tensor([1.0, 3.0]), torch.tensor([4.0, 0.0])
+    torch.testing.assert_close(running_mean(a, b, torch.tensor(2)), torch.tensor([2.0, 2.0]))
+    torch.testing.assert_close(running_mean(a, b, 0), b)
+    counter = running_mean(torch.tensor(7), torch.tensor(12), torch.tensor(3))
+    assert counter.dtype == torch.int64 and int(counter) == 12
+
+
 def test_average_last_writes_the_mean_of_the_last_epochs_weights(tmp_path, small_sets):
     """``average_last`` = 2: the saved model is the mean of the weights (BatchNorm statistics included) after
     the last two epochs, evaluated once more; the per-epoch choice is no longer what gets written."""
@@ -147,6 +160,8 @@ def test_average_last_writes_the_mean_of_the_last_epochs_weights(tmp_path, small
     for k, v in state.items():
         if v.is_floating_point():
             torch.testing.assert_close(v, (after_epoch[1][k] + after_epoch[2][k]) / 2)
+        else:  # BatchNorm's batch counter: the last epoch's, not an integer mean
+            assert torch.equal(v, after_epoch[2][k]), k
     assert not torch.equal(state["5.weight"], after_epoch[2]["5.weight"])
     cfg.resume = True  # a finished run resumed (say, killed while saving the average) saves the same average
     fit(model, data, np.full(len(data), 1 / len(data)), loss_fn, evaluate, "score", cfg,
