@@ -84,6 +84,26 @@ class WindowSet:
         out[self.record_idx] = self.y
         return out
 
+    def select_records(self, names: Sequence[str], description: str | None = None) -> "WindowSet":
+        """The windows of the records ``names`` (all their windows, every time scale), in this set's record
+        order; a name this set does not hold is a :class:`DatasetError`."""
+        missing = sorted(set(names) - set(self.records))
+        if missing:
+            raise DatasetError(f"records {missing} are not in {self.description or 'this window set'}; "
+                               f"it holds {', '.join(self.records)}")
+        keep_records = [i for i, r in enumerate(self.records) if r in set(names)]
+        new_index = np.full(len(self.records), -1, np.int64)
+        new_index[keep_records] = np.arange(len(keep_records))
+        keep = np.isin(self.record_idx, keep_records)
+
+        def part(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[keep]
+
+        return replace(self, x=self.x[keep], y=self.y[keep], record_idx=new_index[self.record_idx[keep]],
+                       records=[self.records[i] for i in keep_records],
+                       description=description if description is not None else self.description,
+                       teacher_weight=part(self.teacher_weight), sampling_weight=part(self.sampling_weight))
+
 
 def _windows_of(args):
     root, name, hop_s = args
@@ -238,7 +258,8 @@ class DataSpec:
     records. ``limit``: first N records of each split (smoke runs). ``chest_lead``: add the MIT-BIH chest-lead
     windows of the training side of :data:`distill.chest_lead.MITDB_SPLIT` to the training split, e.g.
     ``{"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [1.0, 1.3]}`` (learn them from their
-    rhythm labels, also played 1.3x faster); validation and test stay as they are.
+    rhythm labels, also played 1.3x faster); validation and test stay as they are. ``"holdout_records":
+    ["203"]`` leaves those training-side records out (the folds of :mod:`distill.chest_cv`).
     """
 
     records: list[str] | None = None
@@ -261,7 +282,7 @@ class DataSpec:
         return text + (" + MIT-BIH chest-lead training records" if self.chest_lead else "")
 
 
-CHEST_LEAD_KEYS = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [1.0]}
+CHEST_LEAD_KEYS = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [1.0], "holdout_records": []}
 #: The chest-lead options of the shipped student (``configs/default_student.json``); ``distill --chest-lead``.
 DEFAULT_CHEST_LEAD = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [0.85, 1.0, 1.2, 1.4, 1.6]}
 
@@ -269,7 +290,7 @@ DEFAULT_CHEST_LEAD = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scale
 def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:
     """MIT-BIH chest-lead windows of the training side with the ``teacher_weight`` and ``sampling_weight``
     given in ``options`` (see :class:`DataSpec`); unknown keys are a :class:`DatasetError`."""
-    from .chest_lead import mitdb_side_windows
+    from .chest_lead import MITDB_SPLIT, mitdb_side_windows
 
     unknown = sorted(set(options) - set(CHEST_LEAD_KEYS))
     if unknown:
@@ -280,7 +301,18 @@ def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:
             raise DatasetError(f"chest_lead {k} must be a number in [0, 100], not {opts[k]!r}")
     if not isinstance(opts["time_scales"], (list, tuple)):
         raise DatasetError(f"chest_lead time_scales must be a list of numbers, not {opts['time_scales']!r}")
+    held = opts["holdout_records"]
+    if not isinstance(held, (list, tuple)) or not all(isinstance(r, str) for r in held):
+        raise DatasetError(f"chest_lead holdout_records must be a list of record names such as [\"203\"], "
+                           f"not {held!r}")
+    outside = sorted(set(held) - set(MITDB_SPLIT["train"]))
+    if outside:
+        raise DatasetError(f"chest_lead holdout_records {outside} are not training-side MIT-BIH records; "
+                           f"those are {', '.join(MITDB_SPLIT['train'])}")
     ws = mitdb_side_windows("train", hop_s=hop_s, time_scales=opts["time_scales"])
+    if held:
+        ws = ws.select_records([r for r in ws.records if r not in set(held)],
+                               f"{ws.description}; held out: {', '.join(held)}")
     return replace(ws, teacher_weight=np.full(len(ws), opts["teacher_weight"], np.float32),
                    sampling_weight=np.full(len(ws), opts["sampling_weight"], np.float32))
 

@@ -64,7 +64,9 @@ def read_recipe_file(cls: type[R], path: str | Path, path_keys: tuple[str, ...],
 class DistillRecipe:
     """Every choice behind a student. ``out`` None: ``runs/distill-<time>/student.pth``. ``labels`` None: all
     teacher outputs. ``data``: :class:`~distill.data.DataSpec` fields ({} = Challenge 2017; ``chest_lead`` adds
-    the MIT-BIH chest-lead training records). Training windows are cut every ``train_hop`` seconds."""
+    the MIT-BIH chest-lead training records). Training windows are cut every ``train_hop`` seconds.
+    ``augment``: :class:`~distill.augment.WearableAugment` settings applied to every training batch ({} = its
+    defaults; None = no augmentation); the teacher's targets stay those of the unaugmented windows."""
 
     teacher: str = "models/reference_teacher.pth"
     out: str | None = None
@@ -84,6 +86,7 @@ class DistillRecipe:
     hint_weight: float = 0.1
     selection: str = "mean_auroc"
     average_last: int = 0  # > 0: the checkpoint is the average of the weights after each of the last N epochs
+    augment: dict | None = None
     device: str = "auto"
     seed: int = 0
 
@@ -101,6 +104,7 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
     with ``out`` added. The recipe goes into the checkpoint's ``meta["recipe"]``."""
     from edge_sdk.outputs import check_new_file, new_run_dir
 
+    from .augment import WearableAugment
     from .data import DataSpec, cache_dir, load_split
     from .distiller import DistillConfig, distill, load_teacher, select_student_labels
     from .trainer import TrainConfig
@@ -119,6 +123,11 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= recipe.epochs:
         raise ConfigError(f"average_last is a number of final epochs between 0 and epochs ({recipe.epochs}), "
                           f"not {n!r}")
+    if recipe.augment is not None:
+        if not isinstance(recipe.augment, dict):
+            raise ConfigError(f"augment is a dict of WearableAugment settings ({{}} = its defaults) or null, "
+                              f"not {recipe.augment!r}")
+        WearableAugment.from_dict(recipe.augment)  # ConfigError for an unknown key or a bad value, before any work
     teacher = load_teacher(recipe.teacher, recipe.teacher_config, recipe.teacher_labels)
     student_labels, _ = select_student_labels(teacher.labels, recipe.labels)
     del teacher
@@ -131,7 +140,8 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
     hard = recipe.hard_labels and train.labeled
     cfg = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                       samples_per_epoch=recipe.samples_per_epoch, device=recipe.device, seed=recipe.seed,
-                      average_last=recipe.average_last, resume=resume, out_dir=str(out.parent / f"{out.stem}_run"))
+                      average_last=recipe.average_last, augment=recipe.augment, resume=resume,
+                      out_dir=str(out.parent / f"{out.stem}_run"))
     dcfg = DistillConfig(temperature=recipe.temperature, alpha=recipe.alpha if hard else 1.0,
                          hint_weight=recipe.hint_weight, selection=recipe.selection)
     result = distill(recipe.teacher, out, train if hard else train.unlabeled(), val, cfg=dcfg, train_cfg=cfg,

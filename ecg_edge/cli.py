@@ -163,6 +163,9 @@ def _add_distill(sub) -> None:
                    help="also train on the MIT-BIH chest-lead (MLII) windows of the training side of the fixed "
                         "MIT-BIH split, from their rhythm labels alone (the teacher is not used on them), also "
                         "played 0.85-1.6x as fast: the shipped student's options")
+    p.add_argument("--augment", action="store_true", default=None,
+                   help="wearable augmentation of every training batch (distill.augment.WearableAugment defaults: "
+                        "heart-rate jitter, in-band noise, baseline wander) [default: none]")
     p.add_argument("--no-hard-labels", action="store_true", default=None, help="ignore dataset labels: pure distillation")
     p.add_argument("--unmapped-labels", default=None, choices=["error", "unlabeled"],
                    help="a dataset label with no student output: stop with an error, or use those records for "
@@ -208,7 +211,7 @@ def _run_distill(a) -> int:
                      train_hop=a.train_hop, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                      samples_per_epoch=a.samples_per_epoch, temperature=a.temperature, alpha=a.alpha,
                      hint_weight=a.hint_weight, selection=a.selection, average_last=a.average_last,
-                     device=a.device, seed=a.seed)
+                     augment={} if a.augment else None, device=a.device, seed=a.seed)
     recipe = _recipe(DistillRecipe, a.config, overrides)
     recipe.data = {**recipe.data, **data}
     r = run_distill_recipe(recipe, force=a.force, resume=a.resume, log=lambda m: print(m, flush=True))

@@ -75,6 +75,11 @@ def test_distill_recipe_checks_before_writing(tmp_path, models_dir):
         with pytest.raises(ConfigError, match="average_last"):
             run_distill_recipe(DistillRecipe(teacher=str(models_dir / "reference_teacher.pth"),
                                              out=str(tmp_path / "s.pth"), average_last=bad), log=lambda m: None)
+    for bad, match in (([0.1], "augment is a dict"), ({"noise": [0, 1]}, "unknown augmentation keys"),
+                       ({"p_noise": 2.0}, "probability")):
+        with pytest.raises(ConfigError, match=match):
+            run_distill_recipe(DistillRecipe(teacher=str(models_dir / "reference_teacher.pth"),
+                                             out=str(tmp_path / "s.pth"), augment=bad), log=lambda m: None)
     assert not list(tmp_path.iterdir())
 
 
@@ -108,6 +113,15 @@ def test_chest_lead_training_windows_are_real_labeled_and_time_scaled(mitdb, cin
         chest_lead_training_windows({"teacher_weigth": 0})
     with pytest.raises(DatasetError, match="between 0.5 and 2.0"):
         chest_lead_training_windows({"time_scales": [3.0]})
+    held = chest_lead_training_windows({"holdout_records": ["203", "201", "202"]})
+    assert held.records == [r for r in one.records if r not in ("201", "202", "203")]
+    assert len(held) == int(np.isin(one.record_idx, [one.records.index(r) for r in held.records]).sum())
+    assert (held.y == one.y[np.isin(one.record_idx, [one.records.index(r) for r in held.records])]).all()
+    assert "held out: 203, 201, 202" in held.description and (held.teacher_weight == 0).all()
+    with pytest.raises(DatasetError, match="not training-side"):
+        chest_lead_training_windows({"holdout_records": ["221"]})  # a held-out-side record
+    with pytest.raises(DatasetError, match="list of record names"):
+        chest_lead_training_windows({"holdout_records": "203"})
     train = load_split(DataSpec(limit=30, chest_lead={"teacher_weight": 0.0}), "train")
     val = load_split(DataSpec(limit=30, chest_lead={"teacher_weight": 0.0}), "val")
     assert train.teacher_weight is not None and (train.teacher_weight == 0).sum() == len(one)
