@@ -1,0 +1,196 @@
+"""Cross-validation of a student recipe on the training side of the chest-lead split, by subject.
+
+The held-out side of :data:`distill.chest_lead.MITDB_SPLIT` is for reporting only. To choose chest-lead
+settings (augmentation, sampling weight, ...) without looking at it, the *training side* is cut into the
+subject folds of :data:`CV_FOLDS`: three folds, each holding one atrial-fibrillation subject (201 + 202, 203,
+219) and about a third of the clean sinus windows. :func:`run_fold` trains one student with that fold's
+records left out of its chest-lead data (``data.chest_lead.holdout_records``) and scores it on the fold's
+windows as recorded (time scale 1.0, hop 5 s), top output by name (:func:`~distill.chest_lead.chest_lead_report`).
+Pooled over the folds (:func:`summarize`), every training-side window is scored once by a student that never
+saw its record or its subject. The Challenge 2017 side is unchanged: each fold's student is still chosen on
+the Challenge 2017 validation records, and its figures there are reported next to the chest-lead ones.
+
+    ecg-edge chest-cv --config configs/default_student.json --out runs/chest_cv/default
+    ecg-edge chest-cv --config configs/chest_cv/augment.json --out runs/chest_cv/augment --folds A
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.errors import ConfigError, DatasetError
+from edge_sdk.outputs import check_new_file
+
+from .chest_lead import MITDB_SPLIT, REPORT_KEYS, chest_lead_report, mitdb_side_windows
+from .recipe import DistillRecipe
+
+#: Subject folds of the training side of :data:`MITDB_SPLIT` (every record in exactly one fold; 201 and 202,
+#: one subject, together). Rule: one AF subject per fold; the other records dealt so that each fold holds
+#: 900-1,300 clean sinus windows and some "other" rhythm (counts at hop 5 s, time scale 1.0: A 1,250 sinus /
+#: 223 AF / 139 other, B 1,291 / 255 / 359, C 886 / 267 / 212). 102, 109 and 118 yield no window (no MLII
+#: lead; bundle-branch-block beats are not clean sinus) and are dealt for completeness.
+CV_FOLDS: dict[str, tuple[str, ...]] = {
+    "A": ("201", "202", "101", "108", "220", "124", "208", "230", "102"),
+    "B": ("203", "112", "114", "205", "122", "107", "109"),
+    "C": ("219", "115", "106", "119", "207", "209", "223", "118"),
+}
+#: Name of each fold's result file inside ``<out>/<fold>/``, and of the pooled summary inside ``<out>``.
+FOLD_FILE = "cv_fold.json"
+SUMMARY_FILE = "chest_cv.json"
+#: Window hop (s) of the scored windows: as the held-out side is reported.
+SCORE_HOP_S = 5.0
+
+
+def check_folds(folds: dict[str, Sequence[str]] = CV_FOLDS) -> None:
+    """:class:`ConfigError` unless ``folds`` partition the training side and keep 201 and 202 together."""
+    seen = [r for recs in folds.values() for r in recs]
+    if sorted(seen) != sorted(MITDB_SPLIT["train"]):
+        raise ConfigError(f"chest-lead CV folds must hold every training-side record once; they hold {sorted(seen)}")
+    if not any({"201", "202"} <= set(recs) for recs in folds.values()):
+        raise ConfigError("records 201 and 202 come from one subject and must share a fold")
+
+
+def _fold_names(folds: Sequence[str] | None) -> list[str]:
+    names = list(CV_FOLDS) if not folds else list(folds)
+    unknown = [f for f in names if f not in CV_FOLDS]
+    if unknown:
+        raise ConfigError(f"unknown chest-lead CV folds {unknown}; the folds are {', '.join(CV_FOLDS)}")
+    return names
+
+
+def fold_recipe(recipe: DistillRecipe, fold: str, out_dir: str | Path) -> DistillRecipe:
+    """``recipe`` with fold ``fold``'s records left out of its chest-lead data, writing
+    ``<out_dir>/<fold>/student.pth``. A recipe without chest-lead data, or one that already holds records
+    out, is a :class:`ConfigError`."""
+    (fold,) = _fold_names([fold])
+    chest = (recipe.data or {}).get("chest_lead")
+    if not chest:
+        raise ConfigError("the recipe has no data.chest_lead: there is nothing to cross-validate on the chest "
+                          "lead; add it (e.g. ecg-edge distill --chest-lead) or use configs/default_student.json")
+    if chest.get("holdout_records"):
+        raise ConfigError(f"the recipe already holds out chest-lead records {chest['holdout_records']}; remove "
+                          "data.chest_lead.holdout_records: each fold sets its own")
+    data = {**recipe.data, "chest_lead": {**chest, "holdout_records": list(CV_FOLDS[fold])}}
+    return replace(recipe, data=data, out=str(Path(out_dir) / fold / "student.pth"))
+
+
+def score_student(student_path: str | Path, records: Sequence[str], device: str = "cpu") -> dict:
+    """:func:`~distill.chest_lead.chest_lead_report` of the student checkpoint at ``student_path`` on the
+    training-side windows of ``records`` (time scale 1.0, hop :data:`SCORE_HOP_S`)."""
+    from .checkpoint import read_checkpoint, student_from_checkpoint
+    from .distiller import activate
+    from .labels import checkpoint_label_table
+    from .torch_dataset import predict
+
+    ckpt = read_checkpoint(student_path)
+    model = student_from_checkpoint(ckpt, student_path)
+    labels = checkpoint_label_table(ckpt, model.head.out_features, where=f"student {Path(student_path).name}")
+    side = mitdb_side_windows("train", hop_s=SCORE_HOP_S)
+    windows = side.select_records([r for r in side.records if r in set(records)],
+                                  f"MIT-BIH MLII training side, records {', '.join(records)} (held out)")
+    probs = activate(predict(model, windows.x, device=device), labels.activation)
+    report = chest_lead_report(probs, labels.names, windows)
+    report["validation"] = {k: v for k, v in (ckpt.get("meta") or {}).get("val", {}).items()
+                            if isinstance(v, (int, float))}
+    return report
+
+
+def run_fold(recipe: DistillRecipe, fold: str, out_dir: str | Path, force: bool = False,
+             log: Callable[[str], None] = print) -> dict:
+    """Train fold ``fold``'s student (:func:`fold_recipe`) and score it on the fold's records; writes and
+    returns ``<out_dir>/<fold>/cv_fold.json`` (``fold``, ``records``, ``recipe``, ``report``, ``seconds``)."""
+    from .recipe import run_distill_recipe
+
+    check_folds()
+    r = fold_recipe(recipe, fold, out_dir)
+    result_path = Path(out_dir) / fold / FOLD_FILE
+    check_new_file(result_path, force, "chest-lead CV fold result")
+    log(f"fold {fold}: chest-lead records {', '.join(CV_FOLDS[fold])} held out")
+    trained = run_distill_recipe(r, force=force, log=log)
+    report = score_student(r.out, CV_FOLDS[fold], device="cuda" if _cuda() else "cpu")
+    out = {"fold": fold, "records": list(CV_FOLDS[fold]), "recipe": r.to_dict(), "report": report,
+           "seconds": trained.get("seconds")}
+    result_path.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def summarize(out_dir: str | Path, write: bool = True) -> dict:
+    """Pool the fold results under ``out_dir``: per window kind (``clean_sinus``, ``af``, ``other``) the
+    windows whose top output is the expected one, over all scored windows, and per record; the Challenge 2017
+    validation figures of the fold students (mean and per fold). :class:`DatasetError` when no fold result
+    is there. With ``write``, also writes ``<out_dir>/chest_cv.json``."""
+    root = Path(out_dir)
+    folds = {}
+    for fold in CV_FOLDS:
+        path = root / fold / FOLD_FILE
+        if path.exists():
+            folds[fold] = json.loads(path.read_text())
+    if not folds:
+        raise DatasetError(f"no chest-lead CV fold results ({FOLD_FILE}) under {root}; run ecg-edge chest-cv first")
+    pooled: dict = {}
+    for key in REPORT_KEYS.values():
+        hit, total, per_record = 0.0, 0, {}
+        for f in folds.values():
+            sec = f["report"].get(key)
+            if not sec or "expected_top_fraction" not in sec:
+                continue
+            hit += sec["expected_top_fraction"] * sec["n_windows"]
+            total += sec["n_windows"]
+            per_record.update(sec["per_record_expected_fraction"])
+        if total:
+            pooled[key] = {"n_windows": total, "expected_top_fraction": round(hit / total, 4),
+                           "per_record_expected_fraction": {k: round(v, 4) for k, v in sorted(per_record.items())}}
+    val_keys = sorted({k for f in folds.values() for k in f["report"].get("validation", {})} - {"epoch"})
+    validation = {k: round(float(np.mean([f["report"]["validation"][k] for f in folds.values()
+                                           if k in f["report"].get("validation", {})])), 4) for k in val_keys}
+    summary = {"folds": sorted(folds), "complete": sorted(folds) == sorted(CV_FOLDS),
+               "recipe": next(iter(folds.values()))["recipe"], "chest_lead": pooled,
+               "validation_mean": validation,
+               "validation_per_fold": {k: f["report"].get("validation", {}) for k, f in folds.items()}}
+    if write:
+        (root / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def run_chest_cv(recipe: DistillRecipe, out_dir: str | Path, folds: Sequence[str] | None = None,
+                 force: bool = False, log: Callable[[str], None] = print) -> dict:
+    """:func:`run_fold` for each fold in ``folds`` (default all), then :func:`summarize`. Every fold's recipe
+    and output are checked before the first one trains."""
+    names = _fold_names(folds)
+    for f in names:
+        fold_recipe(recipe, f, out_dir)
+        check_new_file(Path(out_dir) / f / FOLD_FILE, force, "chest-lead CV fold result")
+        check_new_file(Path(out_dir) / f / "student.pth", force, "student checkpoint")
+    for f in names:
+        run_fold(recipe, f, out_dir, force=force, log=log)
+    return summarize(out_dir)
+
+
+def markdown_table(summaries: dict[str, dict]) -> str:
+    """One row per recipe (``{name: summarize(...)}``): pooled chest-lead fractions and the fold students'
+    mean Challenge 2017 validation figures."""
+    head = ("| recipe | folds | clean sinus: top = NSR | AF: top = AF | other: top = OTHER | "
+            "val Challenge F1 (mean of folds) | val mean AUROC |\n|---|---|---:|---:|---:|---:|---:|")
+    rows = []
+    for name, s in summaries.items():
+        c = s["chest_lead"]
+
+        def pct(key: str) -> str:
+            return f"{100 * c[key]['expected_top_fraction']:.1f} % of {c[key]['n_windows']:,}" if key in c else "-"
+
+        v = s["validation_mean"]
+        f1 = f"{v['val_challenge2017_f1']:.3f}" if "val_challenge2017_f1" in v else "-"
+        auc = f"{v['val_mean_auroc']:.4f}" if "val_mean_auroc" in v else "-"
+        rows.append(f"| {name} | {', '.join(s['folds'])} | {pct('clean_sinus')} | {pct('af')} | {pct('other')} "
+                    f"| {f1} | {auc} |")
+    return "\n".join([head, *rows])

@@ -1,0 +1,133 @@
+"""Chest-lead cross-validation by subject (distill.chest_cv): the folds, the fold recipes, pooling, and one real
+fold trained and scored end to end on MIT-BIH and Challenge 2017 records (fail under CI when missing)."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from distill import chest_cv
+from distill.chest_lead import AF_RECORDS, MITDB_SPLIT, mitdb_side_windows
+from distill.data import WindowSet
+from distill.recipe import DistillRecipe
+from edge_sdk.errors import ConfigError, DatasetError
+
+
+def test_folds_partition_the_training_side_with_one_af_subject_each():
+    chest_cv.check_folds()
+    af_train = set(AF_RECORDS) & set(MITDB_SPLIT["train"])
+    subjects = [set(recs) & af_train for recs in chest_cv.CV_FOLDS.values()]
+    assert sorted(map(sorted, subjects)) == [["201", "202"], ["203"], ["219"]]
+    assert not set(r for recs in chest_cv.CV_FOLDS.values() for r in recs) & set(MITDB_SPLIT["test"])
+    with pytest.raises(ConfigError, match="every training-side record once"):
+        chest_cv.check_folds({"A": MITDB_SPLIT["train"][:-1]})
+    split_subject = {"A": tuple(r for r in MITDB_SPLIT["train"] if r != "202"), "B": ("202",)}
+    with pytest.raises(ConfigError, match="201 and 202"):
+        chest_cv.check_folds(split_subject)
+
+
+def test_fold_recipe_holds_out_the_fold_and_checks_the_recipe(tmp_path):
+    chest = {"teacher_weight": 0.0, "time_scales": [1.0, 1.2]}
+    base = DistillRecipe(data={"chest_lead": chest}, epochs=3)
+    r = chest_cv.fold_recipe(base, "B", tmp_path)
+    assert r.data["chest_lead"] == {**chest, "holdout_records": list(chest_cv.CV_FOLDS["B"])}
+    assert r.out == str(tmp_path / "B" / "student.pth") and r.epochs == 3
+    assert base.data["chest_lead"] == chest, "the recipe given is not changed"
+    with pytest.raises(ConfigError, match="no data.chest_lead"):
+        chest_cv.fold_recipe(DistillRecipe(), "A", tmp_path)
+    with pytest.raises(ConfigError, match="already holds out"):
+        chest_cv.fold_recipe(replace(base, data={"chest_lead": {"holdout_records": ["203"]}}), "A", tmp_path)
+    with pytest.raises(ConfigError, match="unknown chest-lead CV folds"):
+        chest_cv.fold_recipe(base, "D", tmp_path)
+
+
+def test_select_records_keeps_whole_records_and_their_weights():
+    ws = WindowSet(np.arange(6, dtype=np.float16)[:, None], np.array([0, 1, 1, 0, 2, 2]),
+                   np.array([0, 0, 1, 2, 2, 2]), ["a", "b", "c"], ("N", "A", "O"),
+                   teacher_weight=np.array([1, 1, 0, 0, 0, 0], np.float32),
+                   sampling_weight=np.arange(6, dtype=np.float32))
+    sub = ws.select_records(["c", "a"], "a and c")
+    assert sub.records == ["a", "c"] and sub.record_idx.tolist() == [0, 0, 1, 1, 1]
+    assert sub.x[:, 0].tolist() == [0, 1, 3, 4, 5] and sub.y.tolist() == [0, 1, 0, 2, 2]
+    assert sub.teacher_weight.tolist() == [1, 1, 0, 0, 0] and sub.sampling_weight.tolist() == [0, 1, 3, 4, 5]
+    assert sub.description == "a and c" and sub.classes == ws.classes
+    with pytest.raises(DatasetError, match=r"\['d'\] are not in"):
+        ws.select_records(["a", "d"])
+
+
+def _fold_file(root, fold: str, af: tuple[float, int], sinus: tuple[float, int], f1: float) -> None:
+    def section(frac, n, records):
+        return {"expected_top_fraction": frac, "n_windows": n, "per_record_expected_fraction": records}
+
+    d = root / fold
+    d.mkdir(parents=True)
+    (d / chest_cv.FOLD_FILE).write_text(json.dumps({
+        "fold": fold, "recipe": {"seed": 0}, "report": {
+            "af": section(*af, {f"af{fold}": af[0]}), "clean_sinus": section(*sinus, {f"n{fold}": sinus[0]}),
+            "validation": {"epoch": 3, "val_challenge2017_f1": f1, "val_mean_auroc": 0.9}}}))
+
+
+def test_summarize_pools_windows_not_fold_means(tmp_path):
+    _fold_file(tmp_path, "A", (0.5, 100), (1.0, 10), 0.80)
+    _fold_file(tmp_path, "C", (1.0, 300), (0.0, 30), 0.84)
+    s = chest_cv.summarize(tmp_path)
+    assert s["folds"] == ["A", "C"] and not s["complete"]
+    assert s["chest_lead"]["af"] == {"n_windows": 400, "expected_top_fraction": 0.875,
+                                     "per_record_expected_fraction": {"afA": 0.5, "afC": 1.0}}
+    assert s["chest_lead"]["clean_sinus"]["expected_top_fraction"] == 0.25 and "other" not in s["chest_lead"]
+    assert s["validation_mean"] == {"val_challenge2017_f1": 0.82, "val_mean_auroc": 0.9}
+    assert json.loads((tmp_path / chest_cv.SUMMARY_FILE).read_text()) == s
+    table = chest_cv.markdown_table({"tiny": s})
+    assert "| tiny | A, C | 25.0 % of 40 | 87.5 % of 400 | - | 0.820 | 0.9000 |" in table
+    with pytest.raises(DatasetError, match="no chest-lead CV fold results"):
+        chest_cv.summarize(tmp_path / "empty")
+
+
+def test_one_fold_trains_without_its_records_and_scores_them(tmp_path, mitdb, cinc, models_dir, monkeypatch):
+    """Fold C (219 + sinus records) on real data: a tiny student (30 Challenge records per split, one epoch,
+    augmented batches) trains with fold C's chest-lead records left out and is scored on exactly their windows."""
+    monkeypatch.setenv("ECG_EDGE_CACHE", str(tmp_path / "cache"))
+    recipe = DistillRecipe(teacher=str(models_dir / "reference_teacher.pth"), train_hop=5.0, epochs=1,
+                           batch_size=16, samples_per_epoch=64, selection="macro_f1", device="cpu",
+                           data={"limit": 30, "chest_lead": {"teacher_weight": 0.0}}, augment={"p_noise": 1.0})
+    summary = chest_cv.run_chest_cv(recipe, tmp_path / "cv", ["C"], log=lambda m: None)
+    fold = json.loads((tmp_path / "cv" / "C" / chest_cv.FOLD_FILE).read_text())
+    side = mitdb_side_windows("train", hop_s=5.0)
+    held = side.select_records([r for r in side.records if r in chest_cv.CV_FOLDS["C"]])
+    af = fold["report"]["af"]
+    assert af["n_windows"] == int((held.y == held.classes.index("A")).sum()) > 200
+    assert set(af["per_record_expected_fraction"]) == {"219"}
+    assert fold["report"]["clean_sinus"]["n_windows"] == int((held.y == held.classes.index("N")).sum())
+    assert fold["recipe"]["data"]["chest_lead"]["holdout_records"] == list(chest_cv.CV_FOLDS["C"])
+    meta = __import__("distill.checkpoint", fromlist=["x"]).read_checkpoint(tmp_path / "cv" / "C" / "student.pth")["meta"]
+    assert "held out: 219, 115, 106" in meta["data"]["train"]
+    assert meta["train_config"]["augment"] == {"p_noise": 1.0}, "the recipe's augmentation reaches training"
+    assert summary["folds"] == ["C"] and summary["chest_lead"]["af"]["n_windows"] == af["n_windows"]
+    assert 0 <= summary["validation_mean"]["val_macro_f1"] <= 1
+    with pytest.raises(Exception, match="exists"):  # nothing is overwritten without force
+        chest_cv.run_chest_cv(recipe, tmp_path / "cv", ["C"], log=lambda m: None)
+
+
+def test_cli_names_a_recipe_without_chest_lead_data(tmp_path, capsys):
+    from ecg_edge.cli import main
+
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"teacher": "t.pth", "epochs": 1}))
+    assert main(["chest-cv", "--config", str(recipe), "--out", str(tmp_path / "cv")]) == 2
+    assert "no data.chest_lead" in capsys.readouterr().err and not (tmp_path / "cv").exists()
+    assert main(["chest-cv", "--config", str(recipe), "--out", str(tmp_path / "cv"), "--folds", "A,X", "--seed", "3"]) == 2
+    assert "unknown chest-lead CV folds ['X']" in capsys.readouterr().err
+
+
+def test_committed_variant_recipes_load_and_hold_chest_lead_data():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "configs" / "chest_cv"
+    files = sorted(folder.glob("*.json"))
+    assert len(files) >= 5
+    for f in files:
+        r = DistillRecipe.from_file(f)
+        assert Path(r.teacher).exists(), f
+        assert r.data["chest_lead"] and not r.data["chest_lead"].get("holdout_records"), f
