@@ -153,8 +153,13 @@ def summarize(out_dir: str | Path, write: bool = True) -> dict:
     val_keys = sorted({k for f in folds.values() for k in f["report"].get("validation", {})} - {"epoch"})
     validation = {k: round(float(np.mean([f["report"]["validation"][k] for f in folds.values()
                                            if k in f["report"].get("validation", {})])), 4) for k in val_keys}
+    recipe = dict(next(iter(folds.values()))["recipe"])  # the recipe cross-validated: no fold's hold-out or out
+    recipe.pop("out", None)
+    if "chest_lead" in recipe.get("data", {}):
+        chest = {k: v for k, v in recipe["data"]["chest_lead"].items() if k != "holdout_records"}
+        recipe["data"] = {**recipe["data"], "chest_lead": chest}
     summary = {"folds": sorted(folds), "complete": sorted(folds) == sorted(CV_FOLDS),
-               "recipe": next(iter(folds.values()))["recipe"], "chest_lead": pooled,
+               "recipe": recipe, "chest_lead": pooled,
                "validation_mean": validation,
                "validation_per_fold": {k: f["report"].get("validation", {}) for k, f in folds.items()}}
     if write:

@@ -105,6 +105,7 @@ def test_one_fold_trains_without_its_records_and_scores_them(tmp_path, mitdb, ci
     assert "held out: 219, 115, 106" in meta["data"]["train"]
     assert meta["train_config"]["augment"] == {"p_noise": 1.0}, "the recipe's augmentation reaches training"
     assert summary["folds"] == ["C"] and summary["chest_lead"]["af"]["n_windows"] == af["n_windows"]
+    assert summary["recipe"]["data"]["chest_lead"] == {"teacher_weight": 0.0} and "out" not in summary["recipe"]
     assert 0 <= summary["validation_mean"]["val_macro_f1"] <= 1
     with pytest.raises(Exception, match="exists"):  # nothing is overwritten without force
         chest_cv.run_chest_cv(recipe, tmp_path / "cv", ["C"], log=lambda m: None)
@@ -131,3 +132,17 @@ def test_committed_variant_recipes_load_and_hold_chest_lead_data():
         r = DistillRecipe.from_file(f)
         assert Path(r.teacher).exists(), f
         assert r.data["chest_lead"] and not r.data["chest_lead"].get("holdout_records"), f
+
+
+def test_readme_table_is_the_committed_device_report():
+    """The README's chest-lead CV table is the one the lent-GPU run's report holds, which pools its fold results."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    report = json.loads((root / "models" / "chest_cv.device_report.json").read_text())
+    assert report["table"] in (root / "README.md").read_text()
+    assert report["table"] == chest_cv.markdown_table({report["recipes"][n]: s for n, s in report["summaries"].items()})
+    for name, folds in report["folds"].items():
+        af = report["summaries"][name]["chest_lead"]["af"]
+        hits = sum(f["af"]["expected_top_fraction"] * f["af"]["n_windows"] for f in folds.values())
+        assert af["n_windows"] == 745 and abs(hits / 745 - af["expected_top_fraction"]) < 1e-4, name
