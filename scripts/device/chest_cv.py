@@ -11,7 +11,8 @@ The lent machine cannot see ``../shared`` and has no ``wfdb``, so this script:
 3. runs every (recipe, fold) pair as its own ``ecg-edge chest-cv --folds F`` process, all at once on the one
    GPU, and stops those still running at ``--budget`` less a reserve;
 4. writes to ``$OUT``: ``report.json`` (device, timings, per recipe :func:`distill.chest_cv.summarize` and
-   every fold's result), ``table.md`` (:func:`distill.chest_cv.markdown_table`) and one log per process.
+   every fold's result), ``table.md`` (:func:`distill.chest_cv.markdown_table`) and ``logs.tgz`` (one log per
+   process and the fold results; one archive, since a lent machine's reply brings back at most 8 files).
 
     OUT=/tmp/out python scripts/device/chest_cv.py configs/default_student.json configs/chest_cv/*.json
     OUT=/tmp/out python scripts/device/chest_cv.py configs/default_student.json --smoke --device cpu --skip-unpack
@@ -23,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -32,6 +34,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def log(msg: str) -> None:
     print(f"[{time.time() - T0:6.1f} s] {msg}", flush=True)
+
+
+def _pack_logs(logs: Path, work: Path, out: Path) -> None:
+    """``$OUT/logs.tgz``: the process logs and every fold result and history (JSON) under ``work/cv``."""
+    with tarfile.open(out / "logs.tgz", "w:gz") as tar:
+        tar.add(logs, arcname="logs")
+        for f in sorted((work / "cv").rglob("*.json")) if (work / "cv").exists() else []:
+            tar.add(f, arcname=str(f.relative_to(work)))
 
 
 def teacher_targets_once(recipe_path: Path, device: str) -> None:
@@ -60,6 +70,8 @@ def main() -> int:
     a = ap.parse_args()
     out = Path(os.environ["OUT"])
     work = Path(os.environ.get("WORK", "/tmp/chest_cv"))
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     if not a.skip_unpack:
         env.update({"ECG_EDGE_CACHE": str(work / "cache"), "ECG_EDGE_SHARED": str(work / "shared")})
@@ -76,15 +88,16 @@ def main() -> int:
         packs = REPO / ".device"
         cinc = subprocess.Popen([sys.executable, str(REPO / "scripts/device/cinc2017_pack.py"), "unpack",
                                  str(packs / "cinc2017.npz"), str(work / "shared")], env=env,
-                                stdout=open(out / "unpack_cinc2017.log", "w"), stderr=subprocess.STDOUT)
+                                stdout=open(logs / "unpack_cinc2017.log", "w"), stderr=subprocess.STDOUT)
         mitdb = subprocess.run([sys.executable, str(REPO / "scripts/device/mitdb_pack.py"), "unpack",
                                 str(packs / "mitdb_train.npz")], env=env, capture_output=True, text=True)
-        (out / "unpack_mitdb.log").write_text(mitdb.stdout + mitdb.stderr)
+        (logs / "unpack_mitdb.log").write_text(mitdb.stdout + mitdb.stderr)
         if cinc.wait() != 0 or mitdb.returncode != 0:
-            log(f"unpack failed (cinc2017 exit {cinc.returncode}, mitdb exit {mitdb.returncode}); see the logs")
+            log(f"unpack failed (cinc2017 exit {cinc.returncode}, mitdb exit {mitdb.returncode}); see logs.tgz")
+            _pack_logs(logs, work, out)
             return 1
         report["steps_s"]["unpack"] = round(time.time() - T0, 1)
-        same = [ln for ln in (mitdb.stdout + open(out / "unpack_cinc2017.log").read()).splitlines()
+        same = [ln for ln in (mitdb.stdout + open(logs / "unpack_cinc2017.log").read()).splitlines()
                 if "equal to the packing machine" in ln]
         report["unpack"] = same
         log("window caches rebuilt: " + "; ".join(same))
@@ -101,7 +114,7 @@ def main() -> int:
                    str(work / "cv" / recipe.stem), "--folds", fold, "--device", a.device, "--force"]
             if a.smoke:
                 cmd += ["--epochs", "1", "--samples-per-epoch", "256"]
-            procs[name] = (subprocess.Popen(cmd, env=env, stdout=open(out / f"{name}.log", "w"),
+            procs[name] = (subprocess.Popen(cmd, env=env, stdout=open(logs / f"{name}.log", "w"),
                                             stderr=subprocess.STDOUT), time.time())
     log(f"{len(procs)} fold runs started")
     deadline = T0 + a.budget - 25
@@ -128,6 +141,7 @@ def main() -> int:
     table = markdown_table(summaries) if summaries else "no recipe finished a fold"
     (out / "table.md").write_text(table + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
+    _pack_logs(logs, work, out)
     print(table)
     log("done")
     return 0
