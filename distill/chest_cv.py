@@ -104,6 +104,7 @@ def run_fold(recipe: DistillRecipe, fold: str, out_dir: str | Path, force: bool 
     """Train fold ``fold``'s student (:func:`fold_recipe`) and score it on the fold's records; writes and
     returns ``<out_dir>/<fold>/cv_fold.json`` (``fold``, ``records``, ``recipe``, ``report``, ``seconds``)."""
     from .recipe import run_distill_recipe
+    from .trainer import pick_device
 
     check_folds()
     r = fold_recipe(recipe, fold, out_dir)
@@ -111,17 +112,11 @@ def run_fold(recipe: DistillRecipe, fold: str, out_dir: str | Path, force: bool 
     check_new_file(result_path, force, "chest-lead CV fold result")
     log(f"fold {fold}: chest-lead records {', '.join(CV_FOLDS[fold])} held out")
     trained = run_distill_recipe(r, force=force, log=log)
-    report = score_student(r.out, CV_FOLDS[fold], device="cuda" if _cuda() else "cpu")
+    report = score_student(r.out, CV_FOLDS[fold], device=str(pick_device(r.device)))
     out = {"fold": fold, "records": list(CV_FOLDS[fold]), "recipe": r.to_dict(), "report": report,
            "seconds": trained.get("seconds")}
     result_path.write_text(json.dumps(out, indent=1))
     return out
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def summarize(out_dir: str | Path, write: bool = True) -> dict:
