@@ -167,6 +167,8 @@ def run_chest_cv(recipe: DistillRecipe, out_dir: str | Path, folds: Sequence[str
     """:func:`run_fold` for each fold in ``folds`` (default all), then :func:`summarize`. Every fold's recipe
     and output are checked before the first one trains."""
     names = _fold_names(folds)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"{out_dir} is a file; give a folder for the fold students and results")
     for f in names:
         fold_recipe(recipe, f, out_dir)
         check_new_file(Path(out_dir) / f / FOLD_FILE, force, "chest-lead CV fold result")

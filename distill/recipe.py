@@ -107,7 +107,7 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
     from .augment import WearableAugment
     from .data import DataSpec, cache_dir, load_split
     from .distiller import DistillConfig, distill, load_teacher, select_student_labels
-    from .trainer import TrainConfig
+    from .trainer import TrainConfig, check_training_sizes
 
     spec = DataSpec(**recipe.data)
     out = Path(recipe.out) if recipe.out else None
@@ -119,6 +119,7 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
         check_new_file(out, force, "student checkpoint")
     if recipe.unmapped_labels not in ("error", "unlabeled"):
         raise ConfigError(f"unmapped_labels must be error or unlabeled, not {recipe.unmapped_labels!r}")
+    check_training_sizes(recipe.epochs, recipe.batch_size, recipe.samples_per_epoch)
     n = recipe.average_last
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= recipe.epochs:
         raise ConfigError(f"average_last is a number of final epochs between 0 and epochs ({recipe.epochs}), "

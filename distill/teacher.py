@@ -21,7 +21,7 @@ from .data import SPLIT_SEED, cinc2017_windows
 from .labels import hard_targets
 from .metrics import evaluate_by_name, flat_metrics
 from .net1d import Net1D, Net1DConfig
-from .trainer import TrainConfig, class_balancing_weights, fit, seed_everything
+from .trainer import TrainConfig, check_training_sizes, class_balancing_weights, fit, seed_everything
 from .torch_dataset import WindowDataset, predict
 from edge_sdk.labels import LabelTable
 from edge_sdk.outputs import check_new_file
@@ -69,6 +69,7 @@ def run_teacher_recipe(recipe: TeacherRecipe, force: bool = False, resume: bool 
 
     if recipe.width not in ("reduced", "full"):
         raise ConfigError(f"teacher width must be reduced or full, not {recipe.width!r}")
+    check_training_sizes(recipe.epochs, recipe.batch_size, recipe.samples_per_epoch)
     if recipe.augment is not None:
         WearableAugment.from_dict(recipe.augment)  # bad settings fail before any data is read
     out = Path(recipe.out)

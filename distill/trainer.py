@@ -91,6 +91,19 @@ class WeightedEpochSampler(Sampler[int]):
         return len(range(self.rank, self.num_samples, self.world))
 
 
+def check_training_sizes(epochs: int, batch_size: int, samples_per_epoch: int) -> None:
+    """:class:`~edge_sdk.errors.ConfigError` unless each is a whole number >= 1 and an epoch holds at least one
+    batch (batches are full: a smaller epoch would train on nothing and write no checkpoint)."""
+    from edge_sdk.errors import ConfigError
+
+    for key, v in (("epochs", epochs), ("batch_size", batch_size), ("samples_per_epoch", samples_per_epoch)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{key} is a whole number of at least 1, not {v!r}")
+    if samples_per_epoch < batch_size:
+        raise ConfigError(f"samples_per_epoch ({samples_per_epoch}) is less than one batch ({batch_size}): an "
+                          "epoch would train on nothing; raise it or lower batch_size")
+
+
 def running_mean(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor | int) -> torch.Tensor:
     """One step of the weight average of ``fit(average_last=N)``: the mean of the ``num_averaged`` tensors so far
     and ``current``. Integer buffers (BatchNorm's ``num_batches_tracked``, a counter that eval mode never

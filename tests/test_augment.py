@@ -71,6 +71,10 @@ def test_teacher_recipe_checks_augment_before_reading_data(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown augmentation keys"):
         run_teacher_recipe(TeacherRecipe(out=str(tmp_path / "t.pth"), augment={"gain": 2}))
+    with pytest.raises(ConfigError, match="epochs is a whole number"):  # it used to "train" and write nothing
+        run_teacher_recipe(TeacherRecipe(out=str(tmp_path / "t.pth"), epochs=0))
+    with pytest.raises(ConfigError, match="less than one batch"):
+        run_teacher_recipe(TeacherRecipe(out=str(tmp_path / "t.pth"), batch_size=64, samples_per_epoch=10))
     assert not (tmp_path / "t.pth").exists()
 
 

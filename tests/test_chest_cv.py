@@ -41,6 +41,9 @@ def test_fold_recipe_holds_out_the_fold_and_checks_the_recipe(tmp_path):
         chest_cv.fold_recipe(replace(base, data={"chest_lead": {"holdout_records": ["203"]}}), "A", tmp_path)
     with pytest.raises(ConfigError, match="unknown chest-lead CV folds"):
         chest_cv.fold_recipe(base, "D", tmp_path)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError, match="is a file"):
+        chest_cv.run_chest_cv(base, tmp_path / "a_file", ["A"], log=lambda m: None)
 
 
 def test_select_records_keeps_whole_records_and_their_weights():

@@ -75,6 +75,12 @@ def test_distill_recipe_checks_before_writing(tmp_path, models_dir):
         with pytest.raises(ConfigError, match="average_last"):
             run_distill_recipe(DistillRecipe(teacher=str(models_dir / "reference_teacher.pth"),
                                              out=str(tmp_path / "s.pth"), average_last=bad), log=lambda m: None)
+    for key, bad, match in (("epochs", 0, "epochs is a whole number"), ("batch_size", 2.5, "batch_size is"),
+                            ("samples_per_epoch", True, "samples_per_epoch is"),
+                            ("samples_per_epoch", 32, "less than one batch")):
+        with pytest.raises(ConfigError, match=match):
+            run_distill_recipe(DistillRecipe(teacher=str(models_dir / "reference_teacher.pth"),
+                                             out=str(tmp_path / "s.pth"), **{key: bad}), log=lambda m: None)
     for bad, match in (([0.1], "augment is a dict"), ({"noise": [0, 1]}, "unknown augmentation keys"),
                        ({"p_noise": 2.0}, "probability")):
         with pytest.raises(ConfigError, match=match):
