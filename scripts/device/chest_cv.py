@@ -28,6 +28,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from deadline import wait_or_kill  # scripts/device/deadline.py, beside this script
+
 T0 = time.time()
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,13 +122,7 @@ def main() -> int:
     deadline = T0 + a.budget - 25
     walls = {}
     for name, (p, started) in procs.items():
-        try:
-            p.wait(timeout=max(1.0, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            log(f"{name}: stopped at the deadline")
-        walls[name] = {"exit": p.returncode, "wall_s": round(time.time() - started, 1)}
+        walls[name] = {"exit": wait_or_kill(p, deadline, name, log), "wall_s": round(time.time() - started, 1)}
     report["fold_runs"] = walls
     summaries = {}
     for recipe in a.recipes:

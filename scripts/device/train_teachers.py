@@ -33,6 +33,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from deadline import wait_or_kill  # scripts/device/deadline.py, beside this script
+
 T0 = time.time()
 REPO = Path(__file__).resolve().parents[2]
 PART_BYTES = 16_000_000
@@ -159,12 +161,7 @@ def main() -> int:
             cmd += ["--epochs", "1", "--samples-per-epoch", "256"]
         started = time.time()
         p = subprocess.Popen(cmd, env=env, stdout=open(folder / "log.txt", "w"), stderr=subprocess.STDOUT)
-        try:
-            p.wait(timeout=max(1.0, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            log(f"{name}: stopped at the deadline")
+        wait_or_kill(p, deadline, name, log)
         lines = (folder / "log.txt").read_text(errors="replace").replace("\r", "\n").splitlines()
         report.setdefault("logs", {})[name] = [ln for ln in lines if "epoch=" in ln or "best" in ln or "Error" in ln
                                                or "Traceback" in ln][-60:]
