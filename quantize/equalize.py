@@ -146,8 +146,10 @@ def equalize_channels(student: nn.Module, windows: np.ndarray, strength: float =
                               "range_spread_after": round(float(after.max() / after.min()), 2),
                               "largest_scale": round(float(s.max()), 3)})
     was_training = student.training
-    diff = float(np.abs(predict(student, x) - predict(eq, x)).max())
-    student.train(was_training)
+    try:
+        diff = float(np.abs(predict(student, x) - predict(eq, x)).max())
+    finally:  # predict leaves the model in eval mode
+        student.train(was_training)
     return eq, {"strength": s_strength, "windows": int(len(x)), "stages": report_stages,
                 "max_abs_logit_change": diff,
                 "rule": "per stage (a strided Conv-BN-ReLU and its residual blocks), channel c times "
