@@ -91,7 +91,8 @@ class WindowSet:
         if missing:
             raise DatasetError(f"records {missing} are not in {self.description or 'this window set'}; "
                                f"it holds {', '.join(self.records)}")
-        keep_records = [i for i, r in enumerate(self.records) if r in set(names)]
+        wanted = set(names)
+        keep_records = [i for i, r in enumerate(self.records) if r in wanted]
         new_index = np.full(len(self.records), -1, np.int64)
         new_index[keep_records] = np.arange(len(keep_records))
         keep = np.isin(self.record_idx, keep_records)
@@ -311,7 +312,7 @@ def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:
                            f"those are {', '.join(MITDB_SPLIT['train'])}")
     ws = mitdb_side_windows("train", hop_s=hop_s, time_scales=opts["time_scales"])
     if held:
-        ws = ws.select_records([r for r in ws.records if r not in set(held)],
+        ws = ws.select_records([r for r in ws.records if r not in held],
                                f"{ws.description}; held out: {', '.join(held)}")
     return replace(ws, teacher_weight=np.full(len(ws), opts["teacher_weight"], np.float32),
                    sampling_weight=np.full(len(ws), opts["sampling_weight"], np.float32))

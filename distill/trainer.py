@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from edge_sdk.errors import EdgeSDKError
+from edge_sdk.errors import ConfigError, EdgeSDKError
 
 from .augment import WearableAugment
 
@@ -94,8 +94,6 @@ class WeightedEpochSampler(Sampler[int]):
 def check_training_sizes(epochs: int, batch_size: int, samples_per_epoch: int) -> None:
     """:class:`~edge_sdk.errors.ConfigError` unless each is a whole number >= 1 and an epoch holds at least one
     batch (batches are full: a smaller epoch would train on nothing and write no checkpoint)."""
-    from edge_sdk.errors import ConfigError
-
     for key, v in (("epochs", epochs), ("batch_size", batch_size), ("samples_per_epoch", samples_per_epoch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{key} is a whole number of at least 1, not {v!r}")
