@@ -261,6 +261,8 @@ class DataSpec:
     ``{"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [1.0, 1.3]}`` (learn them from their
     rhythm labels, also played 1.3x faster); validation and test stay as they are. ``"holdout_records":
     ["203"]`` leaves those training-side records out (the folds of :mod:`distill.chest_cv`).
+    ``"synthetic_pvc": {"copies": 1, "rate": 0.2}`` adds copies of the (not held out) training-side AF records
+    with synthetic ventricular beats (:mod:`distill.synthetic_ectopy`, which lists the options).
     """
 
     records: list[str] | None = None
@@ -283,7 +285,8 @@ class DataSpec:
         return text + (" + MIT-BIH chest-lead training records" if self.chest_lead else "")
 
 
-CHEST_LEAD_KEYS = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [1.0], "holdout_records": []}
+CHEST_LEAD_KEYS = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [1.0], "holdout_records": [],
+                   "synthetic_pvc": None}
 #: The chest-lead options of the shipped student (``configs/default_student.json``); ``distill --chest-lead``.
 DEFAULT_CHEST_LEAD = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scales": [0.85, 1.0, 1.2, 1.4, 1.6]}
 
@@ -291,7 +294,9 @@ DEFAULT_CHEST_LEAD = {"teacher_weight": 0.0, "sampling_weight": 1.0, "time_scale
 def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:
     """MIT-BIH chest-lead windows of the training side with the ``teacher_weight`` and ``sampling_weight``
     given in ``options`` (see :class:`DataSpec`); unknown keys are a :class:`DatasetError`."""
-    from .chest_lead import MITDB_SPLIT, mitdb_side_windows
+    from .chest_lead import AF_RECORDS, MITDB_SPLIT, mitdb_side_windows
+    from .synthetic_ectopy import check_options as check_synthetic_pvc
+    from .synthetic_ectopy import synthetic_pvc_af_windows
 
     unknown = sorted(set(options) - set(CHEST_LEAD_KEYS))
     if unknown:
@@ -310,12 +315,20 @@ def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:
     if outside:
         raise DatasetError(f"chest_lead holdout_records {outside} are not training-side MIT-BIH records; "
                            f"those are {', '.join(MITDB_SPLIT['train'])}")
+    pvc = None if opts["synthetic_pvc"] is None else check_synthetic_pvc(opts["synthetic_pvc"])
     ws = mitdb_side_windows("train", hop_s=hop_s, time_scales=opts["time_scales"])
     if held:
         ws = ws.select_records([r for r in ws.records if r not in held],
                                f"{ws.description}; held out: {', '.join(held)}")
-    return replace(ws, teacher_weight=np.full(len(ws), opts["teacher_weight"], np.float32),
-                   sampling_weight=np.full(len(ws), opts["sampling_weight"], np.float32))
+    ws = replace(ws, teacher_weight=np.full(len(ws), opts["teacher_weight"], np.float32),
+                 sampling_weight=np.full(len(ws), opts["sampling_weight"], np.float32))
+    if pvc is None:
+        return ws
+    pool = [r for r in MITDB_SPLIT["train"] if r not in held]
+    syn = synthetic_pvc_af_windows([r for r in AF_RECORDS if r in pool], pool, pvc, hop_s, opts["time_scales"])
+    syn = replace(syn, teacher_weight=np.full(len(syn), opts["teacher_weight"], np.float32),
+                  sampling_weight=np.full(len(syn), opts["sampling_weight"] * pvc["weight"], np.float32))
+    return concat_window_sets([ws, syn])
 
 
 def load_split(spec: DataSpec, split: str, hop_s: float = 5.0) -> WindowSet | None:
