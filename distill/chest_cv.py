@@ -25,7 +25,8 @@ import numpy as np
 from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.outputs import check_new_file
 
-from .chest_lead import MITDB_SPLIT, REPORT_KEYS, chest_lead_report, mitdb_side_windows
+from .chest_lead import (ECTOPY_GROUPS, MITDB_SPLIT, REPORT_KEYS, chest_lead_report, mitdb_side_windows,
+                         window_ectopic_beats)
 from .recipe import DistillRecipe
 
 #: Subject folds of the training side of :data:`MITDB_SPLIT` (every record in exactly one fold; 201 and 202,
@@ -80,7 +81,8 @@ def fold_recipe(recipe: DistillRecipe, fold: str, out_dir: str | Path) -> Distil
 
 def score_student(student_path: str | Path, records: Sequence[str], device: str = "cpu") -> dict:
     """:func:`~distill.chest_lead.chest_lead_report` of the student checkpoint at ``student_path`` on the
-    training-side windows of ``records`` (time scale 1.0, hop :data:`SCORE_HOP_S`)."""
+    training-side windows of ``records`` (time scale 1.0, hop :data:`SCORE_HOP_S`), with each section's
+    ``by_ectopic_beats``."""
     from .checkpoint import read_checkpoint, student_from_checkpoint
     from .distiller import activate
     from .labels import checkpoint_label_table
@@ -92,8 +94,9 @@ def score_student(student_path: str | Path, records: Sequence[str], device: str 
     side = mitdb_side_windows("train", hop_s=SCORE_HOP_S)
     windows = side.select_records([r for r in side.records if r in set(records)],
                                   f"MIT-BIH MLII training side, records {', '.join(records)} (held out)")
+    ectopic = window_ectopic_beats(windows.records, hop_s=SCORE_HOP_S)
     probs = activate(predict(model, windows.x, device=device), labels.activation)
-    report = chest_lead_report(probs, labels.names, windows)
+    report = chest_lead_report(probs, labels.names, windows, ectopic_beats=ectopic)
     report["validation"] = {k: v for k, v in (ckpt.get("meta") or {}).get("val", {}).items()
                             if isinstance(v, (int, float))}
     return report
@@ -115,6 +118,22 @@ def run_fold(recipe: DistillRecipe, fold: str, out_dir: str | Path, force: bool 
     report = score_student(r.out, CV_FOLDS[fold], device=str(pick_device(r.device)))
     out = {"fold": fold, "records": list(CV_FOLDS[fold]), "recipe": r.to_dict(), "report": report,
            "seconds": trained.get("seconds")}
+    result_path.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def rescore_fold(out_dir: str | Path, fold: str, device: str = "cpu") -> dict:
+    """Score fold ``fold``'s trained student under ``out_dir`` again with this version's
+    :func:`score_student` (e.g. to add a figure the scoring has gained) and rewrite its ``cv_fold.json``,
+    keeping its recipe and training time. :class:`DatasetError` when the fold has no result or student."""
+    result_path = Path(out_dir) / fold / FOLD_FILE
+    if not result_path.is_file():
+        raise DatasetError(f"{result_path} not found: run ecg-edge chest-cv for fold {fold} first")
+    old = json.loads(result_path.read_text())
+    student = Path(out_dir) / fold / "student.pth"
+    if not student.is_file():
+        raise DatasetError(f"{student} not found: the fold's student is needed to score it again")
+    out = {**old, "report": score_student(student, CV_FOLDS[fold], device=device)}
     result_path.write_text(json.dumps(out, indent=1))
     return out
 
@@ -145,6 +164,9 @@ def summarize(out_dir: str | Path, write: bool = True) -> dict:
         if total:
             pooled[key] = {"n_windows": total, "expected_top_fraction": round(hit / total, 4),
                            "per_record_expected_fraction": {k: round(v, 4) for k, v in sorted(per_record.items())}}
+            groups = [f["report"][key].get("by_ectopic_beats") for f in folds.values() if f["report"].get(key)]
+            if groups and all(g is not None for g in groups):  # pooled only where every fold was scored so
+                pooled[key]["by_ectopic_beats"] = _pool_groups(groups)
     val_keys = sorted({k for f in folds.values() for k in f["report"].get("validation", {})} - {"epoch"})
     validation = {k: round(float(np.mean([f["report"]["validation"][k] for f in folds.values()
                                            if k in f["report"].get("validation", {})])), 4) for k in val_keys}
@@ -162,11 +184,28 @@ def summarize(out_dir: str | Path, write: bool = True) -> dict:
     return summary
 
 
+def _pool_groups(groups: list[dict]) -> dict:
+    """Pool per-fold ``by_ectopic_beats`` sections by window counts."""
+    out = {}
+    for name, _, _ in ECTOPY_GROUPS:
+        n = sum(g[name]["n_windows"] for g in groups if name in g)
+        if n:
+            hit = sum(g[name]["expected_top_fraction"] * g[name]["n_windows"] for g in groups if name in g)
+            out[name] = {"n_windows": n, "expected_top_fraction": round(hit / n, 4)}
+    return out
+
+
 def run_chest_cv(recipe: DistillRecipe, out_dir: str | Path, folds: Sequence[str] | None = None,
-                 force: bool = False, log: Callable[[str], None] = print) -> dict:
+                 force: bool = False, log: Callable[[str], None] = print, rescore: bool = False) -> dict:
     """:func:`run_fold` for each fold in ``folds`` (default all), then :func:`summarize`. Every fold's recipe
-    and output are checked before the first one trains."""
+    and output are checked before the first one trains. With ``rescore``, nothing is trained: each fold's
+    existing student is scored again (:func:`rescore_fold`)."""
     names = _fold_names(folds)
+    if rescore:
+        for f in names:
+            rescore_fold(out_dir, f)
+            log(f"fold {f}: scored again")
+        return summarize(out_dir)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"{out_dir} is a file; give a folder for the fold students and results")
     for f in names:
@@ -196,3 +235,19 @@ def markdown_table(summaries: dict[str, dict]) -> str:
         rows.append(f"| {name} | {', '.join(s['folds'])} | {pct('clean_sinus')} | {pct('af')} | {pct('other')} "
                     f"| {f1} | {auc} |")
     return "\n".join([head, *rows])
+
+
+def ectopy_table(summaries: dict[str, dict]) -> str:
+    """One row per recipe (``{name: summarize(...)}``) whose folds were all scored by ectopic beats: the pooled
+    fraction of AF windows whose top output is ATRIAL FIBRILLATION, by non-``N`` beats in the window."""
+    names = [g for g, _, _ in ECTOPY_GROUPS]
+    head = ("| recipe | folds | " + " | ".join(f"AF, {g} ectopic beats: top = AF" for g in names) + " |\n|---|---|"
+            + "---:|" * len(names))
+    rows = []
+    for name, s in summaries.items():
+        groups = s["chest_lead"].get("af", {}).get("by_ectopic_beats")
+        if groups:
+            cells = [f"{100 * groups[g]['expected_top_fraction']:.1f} % of {groups[g]['n_windows']:,}"
+                     if g in groups else "-" for g in names]
+            rows.append(f"| {name} | {', '.join(s['folds'])} | " + " | ".join(cells) + " |")
+    return "\n".join([head, *rows]) if rows else ""

@@ -323,6 +323,38 @@ def mitdb_side_windows(side: str, hop_s: float = 5.0, kinds: Sequence[str] = KIN
 # ----------------------------------------------------------------------------- report
 
 
+#: Groups of :func:`chest_lead_report`'s ``by_ectopic_beats``: name, fewest and most non-``N`` beats per window.
+ECTOPY_GROUPS: tuple[tuple[str, int, int | None], ...] = (("0", 0, 0), ("1-3", 1, 3), ("4+", 4, None))
+
+
+def window_ectopic_beats(records: Sequence[str], hop_s: float = 5.0, kinds: Sequence[str] = KINDS,
+                         ds: MitBih | None = None) -> np.ndarray:
+    """Number of beat annotations other than ``N`` in each window of :func:`chest_lead_windows` ``(records,
+    hop_s, kinds)`` at time scale 1.0, in the same order, (n,) int64. Reads annotations and headers only."""
+    kinds = _check_kinds(kinds)
+    ds = _open(ds)
+    out = []
+    for name in records:
+        if not has_lead(ds, name):
+            continue
+        header = import_wfdb().rdheader(str(ds.root / name))
+        bounds, found = record_window_kinds(ds, name, int(header.sig_len), float(header.fs), hop_s)
+        samples, symbols = ds.beats(name)
+        counts = non_normal_beat_counts(bounds, samples, symbols)
+        out.append(counts[np.array([k in kinds for k in found], bool)])
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def _by_ectopy(top: np.ndarray, ectopic: np.ndarray, expected: int) -> dict:
+    """``{group: {"n_windows", "expected_top_fraction"}}`` over :data:`ECTOPY_GROUPS` that hold windows."""
+    out = {}
+    for name, lo, hi in ECTOPY_GROUPS:
+        g = (ectopic >= lo) & (ectopic <= (hi if hi is not None else np.iinfo(np.int64).max))
+        if g.any():
+            out[name] = {"n_windows": int(g.sum()), "expected_top_fraction": float(np.mean(top[g] == expected))}
+    return out
+
+
 def _top_labels(window_probs: np.ndarray, output_names: Sequence[str], n_windows: int) -> np.ndarray:
     """Index of the top output per window, (n,) int64, after checking shapes and names."""
     p = np.asarray(window_probs, dtype=np.float64)
@@ -357,7 +389,8 @@ def _kind_report(top: np.ndarray, record_idx: np.ndarray, records: Sequence[str]
     return out
 
 
-def chest_lead_report(window_probs: np.ndarray, output_names: Sequence[str], windows: WindowSet) -> dict:
+def chest_lead_report(window_probs: np.ndarray, output_names: Sequence[str], windows: WindowSet,
+                      ectopic_beats: np.ndarray | None = None) -> dict:
     """How a model's top output (argmax) matches the chest-lead window kinds, by output NAME.
 
     ``window_probs``: (n_windows, n_outputs) probabilities in the order of ``output_names``. For each class
@@ -368,9 +401,14 @@ def chest_lead_report(window_probs: np.ndarray, output_names: Sequence[str], win
     expected top output}) and ``records_majority_expected`` (fraction of records where the expected output
     is strictly the most common top output; a tie does not count). Where the expected output is not among
     ``output_names`` the last three are left out and ``"not_scored"`` ({section: why}) says so.
+    ``ectopic_beats``: (n_windows,) non-``N`` beats per window (:func:`window_ectopic_beats`); with it each
+    scored section also gives ``by_ectopic_beats`` ({"0" | "1-3" | "4+": {"n_windows",
+    "expected_top_fraction"}}), e.g. how ventricular ectopy inside AF moves the top label.
     """
     names = list(output_names)
     top = _top_labels(window_probs, names, len(windows))
+    if ectopic_beats is not None and np.shape(ectopic_beats) != (len(windows),):
+        raise LabelError(f"ectopic_beats has shape {np.shape(ectopic_beats)}; expected ({len(windows)},)")
     report: dict = {"data": windows.description, "outputs": names, "not_scored": {}}
     for ci, cls in enumerate(windows.classes):
         mask = windows.y == ci
@@ -379,6 +417,9 @@ def chest_lead_report(window_probs: np.ndarray, output_names: Sequence[str], win
         key = REPORT_KEYS.get(cls, cls)
         expected = windows.label_map.get(cls, cls)
         report[key] = _kind_report(top[mask], windows.record_idx[mask], windows.records, names, expected)
+        if ectopic_beats is not None and expected in names:
+            report[key]["by_ectopic_beats"] = _by_ectopy(top[mask], np.asarray(ectopic_beats)[mask],
+                                                         names.index(expected))
         if expected not in names:
             report["not_scored"][key] = f"expected output {expected!r} is not among the model's outputs"
     return report

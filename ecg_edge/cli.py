@@ -241,18 +241,25 @@ def _add_chest_cv(sub) -> None:
                         "compare recipes over a few seeds, each in its own --out [default: the recipe's]")
     p.add_argument("--device", default=None, help="auto (cuda when present), cpu, cuda ... [default: the recipe's]")
     p.add_argument("--force", action="store_true", help="overwrite fold results and students that exist")
+    p.add_argument("--rescore", action="store_true",
+                   help="train nothing: score the folds' existing students again with this version's scoring "
+                        "(e.g. to add the AF-by-ectopic-beats figures to older runs) and pool them")
     p.set_defaults(func=_run_chest_cv)
 
 
 def _run_chest_cv(a) -> int:
-    from distill.chest_cv import markdown_table, run_chest_cv
+    from distill.chest_cv import ectopy_table, markdown_table, run_chest_cv
     from distill.recipe import DistillRecipe
 
     recipe = DistillRecipe.from_file(a.config, **{k: v for k, v in dict(
         epochs=a.epochs, samples_per_epoch=a.samples_per_epoch, seed=a.seed, device=a.device).items() if v is not None})
     folds = [f.strip() for f in a.folds.split(",") if f.strip()] if a.folds else None
-    summary = run_chest_cv(recipe, a.out, folds, force=a.force, log=lambda m: print(m, flush=True))
+    summary = run_chest_cv(recipe, a.out, folds, force=a.force, log=lambda m: print(m, flush=True),
+                           rescore=a.rescore)
     print(markdown_table({a.config: summary}))
+    by_ectopy = ectopy_table({a.config: summary})
+    if by_ectopy:
+        print(by_ectopy)
     return 0
 
 

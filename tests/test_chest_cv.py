@@ -60,7 +60,8 @@ def test_select_records_keeps_whole_records_and_their_weights():
         ws.select_records(["a", "d"])
 
 
-def _fold_file(root, fold: str, af: tuple[float, int], sinus: tuple[float, int], f1: float) -> None:
+def _fold_file(root, fold: str, af: tuple[float, int], sinus: tuple[float, int], f1: float,
+               af_ectopy: dict | None = None) -> None:
     def section(frac, n, records):
         return {"expected_top_fraction": frac, "n_windows": n, "per_record_expected_fraction": records}
 
@@ -68,7 +69,8 @@ def _fold_file(root, fold: str, af: tuple[float, int], sinus: tuple[float, int],
     d.mkdir(parents=True)
     (d / chest_cv.FOLD_FILE).write_text(json.dumps({
         "fold": fold, "recipe": {"seed": 0}, "report": {
-            "af": section(*af, {f"af{fold}": af[0]}), "clean_sinus": section(*sinus, {f"n{fold}": sinus[0]}),
+            "af": {**section(*af, {f"af{fold}": af[0]}), **({"by_ectopic_beats": af_ectopy} if af_ectopy else {})},
+            "clean_sinus": section(*sinus, {f"n{fold}": sinus[0]}),
             "validation": {"epoch": 3, "val_challenge2017_f1": f1, "val_mean_auroc": 0.9}}}))
 
 
@@ -86,6 +88,22 @@ def test_summarize_pools_windows_not_fold_means(tmp_path):
     assert "| tiny | A, C | 25.0 % of 40 | 87.5 % of 400 | - | 0.820 | 0.9000 |" in table
     with pytest.raises(DatasetError, match="no chest-lead CV fold results"):
         chest_cv.summarize(tmp_path / "empty")
+
+
+def test_summarize_pools_af_by_ectopic_beats_only_when_every_fold_has_it(tmp_path):
+    _fold_file(tmp_path, "A", (0.5, 100), (1.0, 10), 0.80, {"0": {"n_windows": 60, "expected_top_fraction": 0.5},
+                                                            "1-3": {"n_windows": 40, "expected_top_fraction": 0.5}})
+    _fold_file(tmp_path, "B", (1.0, 300), (0.0, 30), 0.84, {"0": {"n_windows": 20, "expected_top_fraction": 1.0},
+                                                            "4+": {"n_windows": 280, "expected_top_fraction": 1.0}})
+    pooled = chest_cv.summarize(tmp_path, write=False)["chest_lead"]["af"]["by_ectopic_beats"]
+    assert pooled == {"0": {"n_windows": 80, "expected_top_fraction": 0.625},
+                      "1-3": {"n_windows": 40, "expected_top_fraction": 0.5},
+                      "4+": {"n_windows": 280, "expected_top_fraction": 1.0}}
+    table = chest_cv.ectopy_table({"r": chest_cv.summarize(tmp_path, write=False)})
+    assert table.endswith("| r | A, B | 62.5 % of 80 | 50.0 % of 40 | 100.0 % of 280 |")
+    _fold_file(tmp_path, "C", (1.0, 10), (1.0, 10), 0.8)  # an older fold result without the groups
+    assert "by_ectopic_beats" not in chest_cv.summarize(tmp_path, write=False)["chest_lead"]["af"]
+    assert chest_cv.ectopy_table({"r": chest_cv.summarize(tmp_path, write=False)}) == ""
 
 
 def test_one_fold_trains_without_its_records_and_scores_them(tmp_path, mitdb, cinc, models_dir, monkeypatch):
@@ -110,8 +128,20 @@ def test_one_fold_trains_without_its_records_and_scores_them(tmp_path, mitdb, ci
     assert summary["folds"] == ["C"] and summary["chest_lead"]["af"]["n_windows"] == af["n_windows"]
     assert summary["recipe"]["data"]["chest_lead"] == {"teacher_weight": 0.0} and "out" not in summary["recipe"]
     assert 0 <= summary["validation_mean"]["val_macro_f1"] <= 1
+    groups = af["by_ectopic_beats"]
+    assert sum(g["n_windows"] for g in groups.values()) == af["n_windows"] and set(groups) == {"0", "1-3"}
+    assert summary["chest_lead"]["af"]["by_ectopic_beats"]["1-3"]["n_windows"] == groups["1-3"]["n_windows"]
+    assert set(fold["report"]["clean_sinus"]["by_ectopic_beats"]) == {"0"}  # clean sinus has no ectopic beat
     with pytest.raises(Exception, match="exists"):  # nothing is overwritten without force
         chest_cv.run_chest_cv(recipe, tmp_path / "cv", ["C"], log=lambda m: None)
+    older = {**fold, "report": {k: v for k, v in fold["report"].items() if k != "af"}, "seconds": 12.5}
+    (tmp_path / "cv" / "C" / chest_cv.FOLD_FILE).write_text(json.dumps(older))
+    again = chest_cv.run_chest_cv(recipe, tmp_path / "cv", ["C"], log=lambda m: None, rescore=True)
+    rescored = json.loads((tmp_path / "cv" / "C" / chest_cv.FOLD_FILE).read_text())
+    assert rescored["report"]["af"] == af and rescored["seconds"] == 12.5, "scored again, training kept"
+    assert again["chest_lead"]["af"]["by_ectopic_beats"] == summary["chest_lead"]["af"]["by_ectopic_beats"]
+    with pytest.raises(DatasetError, match="run ecg-edge chest-cv for fold A"):
+        chest_cv.run_chest_cv(recipe, tmp_path / "cv", ["A"], log=lambda m: None, rescore=True)
 
 
 def test_cli_names_a_recipe_without_chest_lead_data(tmp_path, capsys):

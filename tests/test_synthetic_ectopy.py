@@ -6,11 +6,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distill.chest_lead import MITDB_SPLIT, merge_segments, non_normal_beat_counts, record_window_kinds
+from distill.chest_lead import (MITDB_SPLIT, chest_lead_report, merge_segments, mitdb_side_windows,
+                                non_normal_beat_counts, record_window_kinds, window_ectopic_beats)
 from distill.data import chest_lead_training_windows
 from distill.synthetic_ectopy import (SUFFIX, check_options, insert_pvcs, pvc_templates,
                                       synthetic_pvc_af_windows)
-from edge_sdk.errors import DatasetError
+from edge_sdk.errors import DatasetError, LabelError
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +125,21 @@ def test_bad_options_are_named(bad, match):
         check_options(bad)
     with pytest.raises(DatasetError, match=match):
         chest_lead_training_windows({"synthetic_pvc": bad})
+
+
+def test_ectopic_beats_per_window_follow_the_window_order(mitdb):
+    """Held-out-of-fold-B record 203: AF with multiform PVCs; its AF windows by ectopic beats (hop 5 s)."""
+    side = mitdb_side_windows("train")
+    counts = window_ectopic_beats(side.records, ds=mitdb)
+    assert counts.shape == (len(side),)
+    assert (counts[side.y == side.classes.index("N")] == 0).all()  # clean sinus has every beat N
+    af_203 = counts[(side.record_idx == side.records.index("203")) & (side.y == side.classes.index("A"))]
+    assert [(af_203 == 0).sum(), ((af_203 >= 1) & (af_203 <= 3)).sum(), (af_203 >= 4).sum()] == [48, 156, 51]
+    names = ["NORMAL SINUS RHYTHM", "ATRIAL FIBRILLATION", "OTHER RHYTHM"]
+    probs = np.zeros((len(side), 3))
+    probs[np.arange(len(side)), np.where(counts >= 4, 2, side.y)] = 1  # right unless 4+ ectopic beats
+    af = chest_lead_report(probs, names, side, ectopic_beats=counts)["af"]["by_ectopic_beats"]
+    assert af["4+"]["expected_top_fraction"] == 0 and af["0"]["expected_top_fraction"] == 1
+    assert sum(g["n_windows"] for g in af.values()) == int((side.y == side.classes.index("A")).sum())
+    with pytest.raises(LabelError, match="ectopic_beats"):
+        chest_lead_report(probs, names, side, ectopic_beats=counts[:-1])
