@@ -179,3 +179,22 @@ def test_readme_table_is_the_committed_device_report():
         af = report["summaries"][name]["chest_lead"]["af"]
         hits = sum(f["af"]["expected_top_fraction"] * f["af"]["n_windows"] for f in folds.values())
         assert af["n_windows"] == 745 and abs(hits / 745 - af["expected_top_fraction"]) < 1e-4, name
+
+
+def test_readme_tables_are_the_committed_cpu_report():
+    """The README's CPU chest-lead CV tables (shipped recipe against synthetic PVCs) are the committed report's,
+    which pools its fold results."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    report = json.loads((root / "models" / "chest_cv.cpu_report.json").read_text())
+    readme = (root / "README.md").read_text()
+    by_recipe = {report["recipes"][n]: s for n, s in report["summaries"].items()}
+    assert report["table"] == chest_cv.markdown_table(by_recipe) and report["table"] in readme
+    assert report["ectopy_table"] == chest_cv.ectopy_table(by_recipe) and report["ectopy_table"] in readme
+    for name, folds in report["folds"].items():
+        assert sorted(folds) == ["A", "B", "C"], name
+        af = report["summaries"][name]["chest_lead"]["af"]
+        hits = sum(f["af"]["expected_top_fraction"] * f["af"]["n_windows"] for f in folds.values())
+        assert af["n_windows"] == 745 and abs(hits / 745 - af["expected_top_fraction"]) < 1e-4, name
+        assert sum(g["n_windows"] for g in af["by_ectopic_beats"].values()) == 745, name
