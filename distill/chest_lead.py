@@ -335,11 +335,13 @@ def window_ectopic_beats(records: Sequence[str], hop_s: float = 5.0, kinds: Sequ
     ds = _open(ds)
     out = []
     for name in records:
-        if not has_lead(ds, name):
-            continue
         header = import_wfdb().rdheader(str(ds.root / name))
-        bounds, found = record_window_kinds(ds, name, int(header.sig_len), float(header.fs), hop_s)
+        if LEAD not in list(header.sig_name or []):  # as has_lead, from the header read once
+            continue
+        n = int(header.sig_len)
+        bounds = window_bounds(n, float(header.fs), hop_s)
         samples, symbols = ds.beats(name)
+        found = window_kinds(bounds, ds.rhythms(name, n), samples, symbols)
         counts = non_normal_beat_counts(bounds, samples, symbols)
         out.append(counts[np.array([k in kinds for k in found], bool)])
     return np.concatenate(out) if out else np.zeros(0, np.int64)

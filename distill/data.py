@@ -320,15 +320,16 @@ def chest_lead_training_windows(options: dict, hop_s: float = 5.0) -> WindowSet:
     if held:
         ws = ws.select_records([r for r in ws.records if r not in held],
                                f"{ws.description}; held out: {', '.join(held)}")
-    ws = replace(ws, teacher_weight=np.full(len(ws), opts["teacher_weight"], np.float32),
-                 sampling_weight=np.full(len(ws), opts["sampling_weight"], np.float32))
+    def weighted(w: WindowSet, draw: float) -> WindowSet:
+        return replace(w, teacher_weight=np.full(len(w), opts["teacher_weight"], np.float32),
+                       sampling_weight=np.full(len(w), draw, np.float32))
+
+    ws = weighted(ws, opts["sampling_weight"])
     if pvc is None:
         return ws
     pool = [r for r in MITDB_SPLIT["train"] if r not in held]
     syn = synthetic_pvc_af_windows([r for r in AF_RECORDS if r in pool], pool, pvc, hop_s, opts["time_scales"])
-    syn = replace(syn, teacher_weight=np.full(len(syn), opts["teacher_weight"], np.float32),
-                  sampling_weight=np.full(len(syn), opts["sampling_weight"] * pvc["weight"], np.float32))
-    return concat_window_sets([ws, syn])
+    return concat_window_sets([ws, weighted(syn, opts["sampling_weight"] * pvc["weight"])])
 
 
 def load_split(spec: DataSpec, split: str, hop_s: float = 5.0) -> WindowSet | None:

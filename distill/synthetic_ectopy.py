@@ -208,15 +208,15 @@ def synthetic_pvc_af_windows(af_records: Sequence[str], template_records: Sequen
         rec = ds.read(name, lead=LEAD)
         samples, symbols = ds.beats(name)
         runs = [(s.start, s.end) for s in merge_segments(ds.rhythms(name, len(rec.signal_mv))) if s.rhythm == "AFIB"]
+        af_masks = {g: np.array([k == "af" for k in record_window_kinds(ds, name, len(rec.signal_mv),
+                                                                         rec.fs_hz * g, hop_s)[1]], bool)
+                    for g in scales}  # the labels come from the annotations: the same for every copy
         chunks = []
         for _ in range(o["copies"]):
             sig, _ = insert_pvcs(rec.signal_mv, rec.fs_hz, samples, symbols, runs, templates, o["rate"],
                                  o["amplitude"], rng)
             for g in scales:
-                fs = rec.fs_hz * g
-                x = record_windows(sig, fs, hop_s)
-                _, found = record_window_kinds(ds, name, len(sig), fs, hop_s)
-                chunks.append(x[np.array([k == "af" for k in found], bool)].astype(np.float16))
+                chunks.append(record_windows(sig, rec.fs_hz * g, hop_s)[af_masks[g]].astype(np.float16))
         x = np.concatenate(chunks)
         if len(x):
             xs.append(x)
