@@ -94,7 +94,9 @@ def score_student(student_path: str | Path, records: Sequence[str], device: str 
     side = mitdb_side_windows("train", hop_s=SCORE_HOP_S)
     windows = side.select_records([r for r in side.records if r in set(records)],
                                   f"MIT-BIH MLII training side, records {', '.join(records)} (held out)")
-    ectopic = window_ectopic_beats(windows.records, hop_s=SCORE_HOP_S)
+    # counted over the whole side, one cache entry for every fold (mitdb_pack.py builds it on a lent GPU)
+    ectopic = window_ectopic_beats(side.records, hop_s=SCORE_HOP_S)
+    ectopic = ectopic[np.isin(side.record_idx, [side.records.index(r) for r in windows.records])]
     probs = activate(predict(model, windows.x, device=device), labels.activation)
     report = chest_lead_report(probs, labels.names, windows, ectopic_beats=ectopic)
     report["validation"] = {k: v for k, v in (ckpt.get("meta") or {}).get("val", {}).items()

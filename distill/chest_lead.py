@@ -330,21 +330,32 @@ ECTOPY_GROUPS: tuple[tuple[str, int, int | None], ...] = (("0", 0, 0), ("1-3", 1
 def window_ectopic_beats(records: Sequence[str], hop_s: float = 5.0, kinds: Sequence[str] = KINDS,
                          ds: MitBih | None = None) -> np.ndarray:
     """Number of beat annotations other than ``N`` in each window of :func:`chest_lead_windows` ``(records,
-    hop_s, kinds)`` at time scale 1.0, in the same order, (n,) int64. Reads annotations and headers only."""
+    hop_s, kinds)`` at time scale 1.0, in the same order, (n,) int64. Reads annotations and record lengths
+    only, through ``ds`` (or the shared ``mitdb`` folder), and caches the counts under
+    :func:`~distill.data.cache_dir` keyed by the records, hop and kinds, so that a machine with the window
+    caches but not the database (a lent GPU) scores with them."""
     kinds = _check_kinds(kinds)
+    key = hashlib.sha256(json.dumps(["ectopic beats v1", [str(r) for r in records], float(hop_s), list(kinds)])
+                         .encode()).hexdigest()[:16]
+    path = cache_dir() / f"mitdb_ectopic_{key}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["counts"]
     ds = _open(ds)
     out = []
     for name in records:
-        header = import_wfdb().rdheader(str(ds.root / name))
-        if LEAD not in list(header.sig_name or []):  # as has_lead, from the header read once
+        if not has_lead(ds, name, LEAD):
             continue
-        n = int(header.sig_len)
-        bounds = window_bounds(n, float(header.fs), hop_s)
+        rec = ds.read(name, lead=LEAD)
+        n = len(rec.signal_mv)
+        bounds = window_bounds(n, rec.fs_hz, hop_s)
         samples, symbols = ds.beats(name)
         found = window_kinds(bounds, ds.rhythms(name, n), samples, symbols)
         counts = non_normal_beat_counts(bounds, samples, symbols)
         out.append(counts[np.array([k in kinds for k in found], bool)])
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+    counts = np.concatenate(out) if out else np.zeros(0, np.int64)
+    save_npz_atomic(path, counts=counts)
+    return counts
 
 
 def _by_ectopy(top: np.ndarray, ectopic: np.ndarray, expected: int) -> dict:

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from distill import chest_lead
 from distill.chest_lead import (MITDB_SPLIT, chest_lead_report, merge_segments, mitdb_side_windows,
                                 non_normal_beat_counts, record_window_kinds, window_ectopic_beats)
 from distill.data import chest_lead_training_windows
@@ -143,3 +144,18 @@ def test_ectopic_beats_per_window_follow_the_window_order(mitdb):
     assert sum(g["n_windows"] for g in af.values()) == int((side.y == side.classes.index("A")).sum())
     with pytest.raises(LabelError, match="ectopic_beats"):
         chest_lead_report(probs, names, side, ectopic_beats=counts[:-1])
+
+
+def test_ectopic_beats_are_cached_for_a_machine_without_the_database(mitdb, tmp_path, monkeypatch):
+    """A lent GPU has the window caches but not MIT-BIH: chest-cv scoring there reads the counts from the cache."""
+    monkeypatch.setenv("ECG_EDGE_CACHE", str(tmp_path))
+    counts = window_ectopic_beats(["203", "219"], ds=mitdb)
+    assert len(list(tmp_path.glob("mitdb_ectopic_*.npz"))) == 1
+
+    def no_database(ds):
+        raise DatasetError("MIT-BIH Arrhythmia Database not found")
+
+    monkeypatch.setattr(chest_lead, "_open", no_database)
+    assert np.array_equal(window_ectopic_beats(["203", "219"]), counts)
+    with pytest.raises(DatasetError, match="not found"):
+        window_ectopic_beats(["203"])  # other records: another cache entry, computed from the database
