@@ -5,16 +5,20 @@ The lent machine cannot see ``../shared`` and has no ``wfdb``, so this script:
 
 1. rebuilds the Challenge 2017 window cache from ``.device/cinc2017.npz`` (``cinc2017_pack.py``) and, at the
    same time, the chest-lead training-side caches from ``.device/mitdb_train.npz`` (``mitdb_pack.py``), each
-   compared bit for bit with the packing machine's windows (the report says whether they are equal);
+   compared bit for bit with the packing machine's windows (the report says whether they are equal), and the
+   synthetic-PVC caches of the recipes that set ``data.chest_lead.synthetic_pvc``;
 2. computes the teacher's soft targets of the training and validation windows once, on the GPU, into the
    shared cache (every fold of every recipe reads the same ones: chest-lead windows learn from labels alone);
-3. runs every (recipe, fold) pair as its own ``ecg-edge chest-cv --folds F`` process, all at once on the one
-   GPU, and stops those still running at ``--budget`` less a reserve;
+3. runs every (recipe, seed, fold) as its own ``ecg-edge chest-cv --folds F [--seed S]`` process, all at once
+   on the one GPU, and stops those still running at ``--budget`` less a reserve; a recipe run with
+   ``--seeds`` is reported as ``<recipe>_seed<S>``;
 4. writes to ``$OUT``: ``report.json`` (device, timings, per recipe :func:`distill.chest_cv.summarize` and
-   every fold's result), ``table.md`` (:func:`distill.chest_cv.markdown_table`) and ``logs.tgz`` (one log per
+   every fold's result), ``table.md`` (:func:`distill.chest_cv.markdown_table` and
+   :func:`~distill.chest_cv.ectopy_table`) and ``logs.tgz`` (one log per
    process and the fold results; one archive, since a lent machine's reply brings back at most 8 files).
 
     OUT=/tmp/out python scripts/device/chest_cv.py configs/default_student.json configs/chest_cv/*.json
+    OUT=/tmp/out python scripts/device/chest_cv.py configs/chest_cv/synthetic_pvc.json --seeds 0,1,2
     OUT=/tmp/out python scripts/device/chest_cv.py configs/default_student.json --smoke --device cpu --skip-unpack
 """
 from __future__ import annotations
@@ -66,6 +70,8 @@ def main() -> int:
     ap.add_argument("recipes", nargs="+", type=Path, help="student recipes with data.chest_lead")
     ap.add_argument("--budget", type=float, default=480, help="seconds for the whole script (default: 480)")
     ap.add_argument("--folds", default="A,B,C", help="folds to run (default: A,B,C)")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated seeds replacing each recipe's own, e.g. 0,1,2 (default: the recipe's)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--skip-unpack", action="store_true", help="use the caches already there (local checks)")
     ap.add_argument("--smoke", action="store_true", help="one tiny epoch per fold, for checking the script")
@@ -81,7 +87,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from distill.chest_cv import markdown_table, summarize
+    from distill.chest_cv import ectopy_table, markdown_table, summarize
 
     device_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     log(f"python {sys.version.split()[0]}, torch {torch.__version__}, {device_name}, {os.cpu_count()} cpus")
@@ -92,7 +98,8 @@ def main() -> int:
                                  str(packs / "cinc2017.npz"), str(work / "shared")], env=env,
                                 stdout=open(logs / "unpack_cinc2017.log", "w"), stderr=subprocess.STDOUT)
         mitdb = subprocess.run([sys.executable, str(REPO / "scripts/device/mitdb_pack.py"), "unpack",
-                                str(packs / "mitdb_train.npz")], env=env, capture_output=True, text=True)
+                                str(packs / "mitdb_train.npz"), "--recipes", *map(str, a.recipes)],
+                               env=env, capture_output=True, text=True)
         (logs / "unpack_mitdb.log").write_text(mitdb.stdout + mitdb.stderr)
         if cinc.wait() != 0 or mitdb.returncode != 0:
             log(f"unpack failed (cinc2017 exit {cinc.returncode}, mitdb exit {mitdb.returncode}); see logs.tgz")
@@ -108,12 +115,17 @@ def main() -> int:
     report["steps_s"]["teacher_targets"] = round(time.time() - t, 1)
     log("teacher targets cached")
 
+    seeds = [None] if a.seeds is None else [int(s) for s in a.seeds.split(",")]
+    runs = {(r.stem if s is None else f"{r.stem}_seed{s}"): (r, s) for r in a.recipes for s in seeds}
+    report["runs"] = {name: {"recipe": str(r), "seed": s} for name, (r, s) in runs.items()}
     procs = {}
-    for recipe in a.recipes:
+    for run, (recipe, seed) in runs.items():
         for fold in a.folds.split(","):
-            name = f"{recipe.stem}_{fold}"
+            name = f"{run}_{fold}"
             cmd = [sys.executable, "-m", "ecg_edge.cli", "chest-cv", "--config", str(recipe), "--out",
-                   str(work / "cv" / recipe.stem), "--folds", fold, "--device", a.device, "--force"]
+                   str(work / "cv" / run), "--folds", fold, "--device", a.device, "--force"]
+            if seed is not None:
+                cmd += ["--seed", str(seed)]
             if a.smoke:
                 cmd += ["--epochs", "1", "--samples-per-epoch", "256"]
             procs[name] = (subprocess.Popen(cmd, env=env, stdout=open(logs / f"{name}.log", "w"),
@@ -125,16 +137,17 @@ def main() -> int:
         walls[name] = {"exit": wait_or_kill(p, deadline, name, log), "wall_s": round(time.time() - started, 1)}
     report["fold_runs"] = walls
     summaries = {}
-    for recipe in a.recipes:
+    for run in runs:
         try:
-            summaries[recipe.stem] = summarize(work / "cv" / recipe.stem)
+            summaries[run] = summarize(work / "cv" / run)
         except Exception as exc:  # noqa: BLE001 - report what is missing and go on with the other recipes
-            report.setdefault("errors", {})[recipe.stem] = f"{type(exc).__name__}: {exc}"
+            report.setdefault("errors", {})[run] = f"{type(exc).__name__}: {exc}"
     report["summaries"] = summaries
-    report["folds"] = {r.stem: {f: json.loads(p.read_text()) for f in a.folds.split(",")
-                                if (p := work / "cv" / r.stem / f / "cv_fold.json").exists()} for r in a.recipes}
+    report["folds"] = {run: {f: json.loads(p.read_text()) for f in a.folds.split(",")
+                             if (p := work / "cv" / run / f / "cv_fold.json").exists()} for run in runs}
     report["seconds"] = round(time.time() - T0, 1)
-    table = markdown_table(summaries) if summaries else "no recipe finished a fold"
+    table = (markdown_table(summaries) + "\n\n" + ectopy_table(summaries)) if summaries \
+        else "no recipe finished a fold"
     (out / "table.md").write_text(table + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
     _pack_logs(logs, work, out)

@@ -10,9 +10,13 @@ for each time-scale set packed.
 own windowing and labeling) from the packed records through :class:`PackedMitBih`, a stand-in for
 :class:`edge_sdk.datasets.mitdb.MitBih`, and says whether each set of windows equals the packing machine's
 (another numpy/scipy can round differently: the counts and labels are the same, the samples may not be).
+With ``--recipes``, also the synthetic-PVC window caches (:mod:`distill.synthetic_ectopy`) that those recipes'
+``data.chest_lead.synthetic_pvc`` needs in each fold of :data:`distill.chest_cv.CV_FOLDS`.
 
     python scripts/device/mitdb_pack.py pack .device/mitdb_train.npz
     ECG_EDGE_CACHE=/tmp/cache python scripts/device/mitdb_pack.py unpack .device/mitdb_train.npz
+    ECG_EDGE_CACHE=/tmp/cache python scripts/device/mitdb_pack.py unpack .device/mitdb_train.npz \
+        --recipes configs/chest_cv/synthetic_pvc.json
 """
 from __future__ import annotations
 
@@ -128,19 +132,53 @@ def unpack(src: Path) -> dict[str, bool]:
         same[key] = _digest(ws.x) == digests[key]
         print(f"time scales {list(scales)}: {len(ws)} windows; "
               f"{'equal to' if same[key] else 'NOT bit-equal to'} the packing machine's", flush=True)
+        if scales == (1.0,):  # what distill.chest_cv.score_student counts ectopic beats over
+            ectopic = chest_lead.window_ectopic_beats(ws.records, HOP_S, KINDS, ds)
+            print(f"ectopic beats counted in {len(ectopic)} windows", flush=True)
+            if len(ectopic) != len(ws):
+                raise SystemExit(f"{len(ectopic)} ectopic-beat counts for {len(ws)} windows")
     return same
+
+
+def unpack_synthetic_pvc(src: Path, recipes: list[Path]) -> int:
+    """The synthetic-PVC AF window caches of every CV fold of every recipe in ``recipes`` that sets
+    ``data.chest_lead.synthetic_pvc``, built from the pack exactly as training builds them (same records,
+    templates and options, so the same cache keys). Returns how many window sets were built or found."""
+    from distill.chest_cv import CV_FOLDS
+    from distill.chest_lead import AF_RECORDS
+    from distill.recipe import DistillRecipe
+    from distill.synthetic_ectopy import synthetic_pvc_af_windows
+
+    ds = load(src)
+    chest_lead.has_lead = lambda d, name, lead=LEAD: d.has_lead(name)
+    done = 0
+    for path in recipes:
+        chest = (DistillRecipe.from_file(path).data or {}).get("chest_lead") or {}
+        if chest.get("synthetic_pvc") is None:
+            continue
+        for fold, held in CV_FOLDS.items():
+            pool = [r for r in MITDB_SPLIT["train"] if r not in held]
+            ws = synthetic_pvc_af_windows([r for r in AF_RECORDS if r in pool], pool, chest["synthetic_pvc"], HOP_S,
+                                          chest.get("time_scales", [1.0]), ds=ds)
+            print(f"{path.name} fold {fold}: {len(ws)} synthetic-PVC AF windows", flush=True)
+            done += 1
+    return done
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("pack").add_argument("out", type=Path)
-    sub.add_parser("unpack").add_argument("src", type=Path)
+    up = sub.add_parser("unpack")
+    up.add_argument("src", type=Path)
+    up.add_argument("--recipes", type=Path, nargs="*", default=[],
+                    help="also build the synthetic-PVC caches these recipes need in each CV fold")
     a = ap.parse_args()
     if a.cmd == "pack":
         pack(a.out)
     else:  # windows that differ in rounding (another numpy/scipy) are reported, as cinc2017_pack.py does
         unpack(a.src)
+        unpack_synthetic_pvc(a.src, a.recipes)
 
 
 if __name__ == "__main__":
