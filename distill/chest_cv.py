@@ -253,3 +253,74 @@ def ectopy_table(summaries: dict[str, dict]) -> str:
                      if g in groups else "-" for g in names]
             rows.append(f"| {name} | {', '.join(s['folds'])} | " + " | ".join(cells) + " |")
     return "\n".join([head, *rows]) if rows else ""
+
+
+#: When a recipe replaces the shipped one, set before the first CV runs: over the same seeds, its mean pooled
+#: AF (percentage points) at least ``af_gain_min`` higher, its mean clean sinus at most ``sinus_loss_max`` lower
+#: and its fold students' mean validation Challenge 2017 F1 at most ``val_f1_loss_max`` lower.
+ADOPTION_RULE = {"af_gain_min": 1.0, "sinus_loss_max": 1.0, "val_f1_loss_max": 0.005}
+
+
+def seed_means(summaries: dict[str, dict], recipes: dict[str, str]) -> dict[str, dict]:
+    """Per recipe, its runs' figures over seeds: ``summaries`` holds one :func:`summarize` per run, ``recipes``
+    names each run's recipe (runs of one recipe with different ``--seed``). For ``clean_sinus``, ``af``,
+    ``other`` (pooled top-label fraction, percent), ``val_challenge2017_f1`` and each AF ectopy group
+    (percent): ``{"mean", "min", "max"}``; and ``runs``. Only runs with every fold count."""
+    out: dict[str, dict] = {}
+    for recipe in dict.fromkeys(recipes.values()):
+        runs = [n for n, r in recipes.items() if r == recipe and n in summaries and summaries[n]["complete"]]
+        if not runs:
+            continue
+        values: dict[str, list[float]] = {}
+        for n in runs:
+            pooled = summaries[n]["chest_lead"]
+            for key in REPORT_KEYS.values():
+                if key in pooled:
+                    values.setdefault(key, []).append(100 * pooled[key]["expected_top_fraction"])
+            f1 = summaries[n]["validation_mean"].get("val_challenge2017_f1")
+            if f1 is not None:
+                values.setdefault("val_challenge2017_f1", []).append(f1)
+            for g, sec in pooled.get("af", {}).get("by_ectopic_beats", {}).items():
+                values.setdefault(f"af_{g}_ectopic", []).append(100 * sec["expected_top_fraction"])
+        out[recipe] = {"runs": runs, **{k: {"mean": round(float(np.mean(v)), 4), "min": round(min(v), 4),
+                                            "max": round(max(v), 4)}
+                                        for k, v in values.items() if len(v) == len(runs)}}
+    return out
+
+
+def adoption_check(baseline: dict, variant: dict, rule: dict = ADOPTION_RULE) -> dict:
+    """``variant`` against ``baseline`` (two :func:`seed_means` entries) under ``rule`` (:data:`ADOPTION_RULE`):
+    the changes in mean AF and clean sinus (points) and validation F1, and whether all three pass."""
+    af = variant["af"]["mean"] - baseline["af"]["mean"]
+    sinus = variant["clean_sinus"]["mean"] - baseline["clean_sinus"]["mean"]
+    f1 = variant["val_challenge2017_f1"]["mean"] - baseline["val_challenge2017_f1"]["mean"]
+    return {"af_change": round(af, 2), "sinus_change": round(sinus, 2), "val_f1_change": round(f1, 4),
+            "meets": bool(af >= rule["af_gain_min"] and sinus >= -rule["sinus_loss_max"]
+                          and f1 >= -rule["val_f1_loss_max"])}
+
+
+def seed_mean_table(means: dict[str, dict], baseline: str) -> str:
+    """One row per recipe of :func:`seed_means`: mean (min-max) over its seeds, and
+    :func:`adoption_check` against the recipe ``baseline``."""
+    def cell(m: dict, key: str, pct: bool = True) -> str:
+        if key not in m:
+            return "-"
+        v = m[key]
+        return (f"{v['mean']:.1f} % ({v['min']:.1f}-{v['max']:.1f})" if pct
+                else f"{v['mean']:.3f} ({v['min']:.3f}-{v['max']:.3f})")
+
+    head = ("| recipe | seeds | clean sinus: top = NSR | AF: top = AF | other: top = OTHER | val Challenge F1 | "
+            "AF, 1-3 ectopic beats | AF, 4+ ectopic beats | against the shipped recipe |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    rows = []
+    for recipe, m in means.items():
+        if recipe == baseline:
+            verdict = "(the shipped recipe)"
+        else:
+            c = adoption_check(means[baseline], m)
+            verdict = (f"AF {c['af_change']:+.1f}, sinus {c['sinus_change']:+.1f}, F1 {c['val_f1_change']:+.3f}: "
+                       + ("meets the rule" if c["meets"] else "does not meet the rule"))
+        rows.append(f"| {recipe} | {len(m['runs'])} | {cell(m, 'clean_sinus')} | {cell(m, 'af')} | "
+                    f"{cell(m, 'other')} | {cell(m, 'val_challenge2017_f1', pct=False)} | "
+                    f"{cell(m, 'af_1-3_ectopic')} | {cell(m, 'af_4+_ectopic')} | {verdict} |")
+    return "\n".join([head, *rows])

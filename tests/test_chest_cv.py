@@ -198,3 +198,52 @@ def test_readme_tables_are_the_committed_cpu_report():
         hits = sum(f["af"]["expected_top_fraction"] * f["af"]["n_windows"] for f in folds.values())
         assert af["n_windows"] == 745 and abs(hits / 745 - af["expected_top_fraction"]) < 1e-4, name
         assert sum(g["n_windows"] for g in af["by_ectopic_beats"].values()) == 745, name
+
+
+def _summary(sinus: float, af: float, f1: float, complete: bool = True, four_plus: float | None = None) -> dict:
+    pooled = {"clean_sinus": {"n_windows": 100, "expected_top_fraction": sinus},
+              "af": {"n_windows": 50, "expected_top_fraction": af}}
+    if four_plus is not None:
+        pooled["af"]["by_ectopic_beats"] = {"4+": {"n_windows": 5, "expected_top_fraction": four_plus}}
+    return {"complete": complete, "chest_lead": pooled, "validation_mean": {"val_challenge2017_f1": f1}}
+
+
+def test_seed_means_and_the_adoption_rule():
+    summaries = {"base_0": _summary(0.90, 0.90, 0.820), "base_1": _summary(0.80, 0.92, 0.830),
+                 "var_0": _summary(0.86, 0.93, 0.822), "var_1": _summary(0.83, 0.91, 0.824),
+                 "var_2": _summary(0.10, 0.10, 0.1, complete=False),  # a run that lost a fold does not count
+                 "bad_0": _summary(0.70, 0.99, 0.825, four_plus=0.4)}
+    recipes = {"base_0": "base", "base_1": "base", "var_0": "var", "var_1": "var", "var_2": "var", "bad_0": "bad"}
+    means = chest_cv.seed_means(summaries, recipes)
+    assert means["var"]["runs"] == ["var_0", "var_1"]
+    assert means["base"]["clean_sinus"] == {"mean": 85.0, "min": 80.0, "max": 90.0}
+    assert means["var"]["af"]["mean"] == pytest.approx(92.0) and "af_4+_ectopic" not in means["var"]
+    assert means["bad"]["af_4+_ectopic"]["mean"] == pytest.approx(40.0)
+    ok = chest_cv.adoption_check(means["base"], means["var"])  # AF +1, sinus -0.5, F1 -0.002
+    assert ok["meets"] and ok["af_change"] == pytest.approx(1.0) and ok["sinus_change"] == pytest.approx(-0.5)
+    bad = chest_cv.adoption_check(means["base"], means["bad"])  # AF +8, but sinus -15
+    assert not bad["meets"]
+    assert not chest_cv.adoption_check(means["base"], means["var"], {**chest_cv.ADOPTION_RULE, "af_gain_min": 1.5})["meets"]
+    table = chest_cv.seed_mean_table(means, "base").splitlines()
+    assert table[2].startswith("| base | 2 | 85.0 % (80.0-90.0) |") and table[2].endswith("(the shipped recipe) |")
+    assert table[3].endswith("AF +1.0, sinus -0.5, F1 -0.002: meets the rule |")
+    assert table[4].endswith("does not meet the rule |") and "40.0 % (40.0-40.0)" in table[4]
+
+
+def test_readme_seed_table_is_the_committed_seed_report():
+    """The README's over-seeds table is the lent-GPU seed report's, made from its runs' summaries by the rule."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    report = json.loads((root / "models" / "chest_cv_seeds.device_report.json").read_text())
+    recipes = {n: r["recipe"] for n, r in report["runs"].items()}
+    means = chest_cv.seed_means(report["summaries"], recipes)
+    assert report["rule"] == chest_cv.ADOPTION_RULE and means == report["seed_means"]
+    assert report["seed_mean_table"] == chest_cv.seed_mean_table(means, "configs/default_student.json")
+    assert report["seed_mean_table"] in (root / "README.md").read_text()
+    assert all(len(m["runs"]) == 3 for m in means.values()) and len(means) == 4
+    for name, folds in report["folds"].items():
+        assert sorted(folds) == ["A", "B", "C"], name
+        af = report["summaries"][name]["chest_lead"]["af"]
+        hits = sum(f["report"]["af"]["expected_top_fraction"] * f["report"]["af"]["n_windows"] for f in folds.values())
+        assert af["n_windows"] == 745 and abs(hits / 745 - af["expected_top_fraction"]) < 1e-4, name
