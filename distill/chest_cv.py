@@ -201,11 +201,13 @@ def run_chest_cv(recipe: DistillRecipe, out_dir: str | Path, folds: Sequence[str
                  force: bool = False, log: Callable[[str], None] = print, rescore: bool = False) -> dict:
     """:func:`run_fold` for each fold in ``folds`` (default all), then :func:`summarize`. Every fold's recipe
     and output are checked before the first one trains. With ``rescore``, nothing is trained: each fold's
-    existing student is scored again (:func:`rescore_fold`)."""
+    existing student is scored again (:func:`rescore_fold`) on the recipe's device."""
+    from .trainer import pick_device
+
     names = _fold_names(folds)
     if rescore:
         for f in names:
-            rescore_fold(out_dir, f)
+            rescore_fold(out_dir, f, device=str(pick_device(recipe.device)))
             log(f"fold {f}: scored again")
         return summarize(out_dir)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,6 +45,23 @@ def test_fold_recipe_holds_out_the_fold_and_checks_the_recipe(tmp_path):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ConfigError, match="is a file"):
         chest_cv.run_chest_cv(base, tmp_path / "a_file", ["A"], log=lambda m: None)
+
+
+def test_rescore_scores_on_the_recipes_device(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_score(student, records, device="cpu"):
+        seen.append((Path(student).parent.name, tuple(records), device))
+        return {"af": {"n_windows": 1, "expected_top_fraction": 1.0, "per_record_expected_fraction": {}}}
+
+    monkeypatch.setattr(chest_cv, "score_student", fake_score)
+    (tmp_path / "B").mkdir()
+    (tmp_path / "B" / chest_cv.FOLD_FILE).write_text(json.dumps({"fold": "B", "recipe": {}, "report": {}, "seconds": 3.0}))
+    (tmp_path / "B" / "student.pth").write_bytes(b"")
+    recipe = DistillRecipe(data={"chest_lead": {}}, device="meta")  # a device torch names but never computes on
+    chest_cv.run_chest_cv(recipe, tmp_path, ["B"], log=lambda m: None, rescore=True)
+    assert seen == [("B", chest_cv.CV_FOLDS["B"], "meta")]
+    assert json.loads((tmp_path / "B" / chest_cv.FOLD_FILE).read_text())["seconds"] == 3.0
 
 
 def test_select_records_keeps_whole_records_and_their_weights():
