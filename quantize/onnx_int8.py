@@ -14,6 +14,11 @@ from .float_ops import check_float_ops, onnx_float_nodes
 from .onnx_export import INPUT_NAME
 
 
+#: ``quantize_onnx_int8(method=...)``: ONNX Runtime's calibrators by name.
+CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                       "percentile": CalibrationMethod.Percentile}
+
+
 class WindowReader(CalibrationDataReader):
     """Feeds preprocessed windows ``(n, L)`` to the calibrator in batches of ``batch``."""
 
@@ -50,8 +55,6 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration
     """
     if activation_bits not in (8, 16):
         raise ValueError(f"activation_bits must be 8 or 16, not {activation_bits}")
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
@@ -71,7 +74,7 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration
             extra["UseQDQContribOps"] = True
         quantize_static(str(pre), str(int8_path), WindowReader(calibration_windows), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[method], nodes_to_exclude=exclude, extra_options=extra)
+                        calibrate_method=CALIBRATION_METHODS[method], nodes_to_exclude=exclude, extra_options=extra)
     return {"format": "QDQ", "weights": "int8 symmetric per-channel",
             "activations": "uint8 per-tensor" if activation_bits == 8 else "uint16 per-tensor",
             "calibration": method, "calibration_windows": int(len(calibration_windows)),

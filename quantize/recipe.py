@@ -27,6 +27,7 @@ from edge_sdk.paths import datasets_available
 from .build import build_bundle
 from .equalize import check_strength
 from .float_ops import check_float_ops, torch_float_ops
+from .onnx_int8 import CALIBRATION_METHODS
 
 
 @dataclass
@@ -124,6 +125,12 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     if isinstance(n_plan, bool) or not isinstance(n_plan, int) or n_plan < 0:
         raise ConfigError(f"precision_train_windows is a number of training windows (0 or more), not {n_plan!r}")
     check_strength(recipe.channel_equalization)
+    if recipe.calibration_method not in CALIBRATION_METHODS:
+        raise ConfigError(f"calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, "
+                          f"not {recipe.calibration_method!r}")
+    n_cal = recipe.calibration_windows
+    if isinstance(n_cal, bool) or not isinstance(n_cal, int) or n_cal < 1:
+        raise ConfigError(f"calibration_windows is a number of training windows (1 or more), not {n_cal!r}")
     student_path = Path(recipe.student)
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":

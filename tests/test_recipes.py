@@ -100,7 +100,10 @@ def test_quantize_recipe_precision_choices_are_checked_before_any_work(tmp_path,
                        (dict(channel_equalization=2.0), r"channel_equalization is a strength in \[0, 1\]"),
                        (dict(precision_train_windows=-1), "precision_train_windows"),
                        (dict(precision_train_windows=True), "precision_train_windows"),
-                       (dict(precision_train_windows=8192.0), "precision_train_windows")]:
+                       (dict(precision_train_windows=8192.0), "precision_train_windows"),
+                       (dict(calibration_method="MinMax"), "calibration_method must be one of minmax, entropy"),
+                       (dict(calibration_windows=0), "calibration_windows"),
+                       (dict(calibration_windows="256"), "calibration_windows")]:
         with pytest.raises(ConfigError, match=match):
             run_recipe(QuantizeRecipe(student=str(models_dir / "student.pth"), out=str(tmp_path / "b"), **bad),
                        log=lambda m: None)
