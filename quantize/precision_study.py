@@ -13,6 +13,9 @@ windows (never the test split), with the bundle's student and calibration recipe
   equalization (:mod:`quantize.equalize`), the shipped choice without it (and at the strengths of
   ``--sweep``); and on TFLite full-integer, the
   shipped choice and 16x8. (With every part float nothing is left to quantize: that is the fp32 row.)
+* with ``--calibrations N:METHOD,...``, the shipped float parts with ONNX Runtime calibrated on N training
+  windows (drawn as the bundle's were) by METHOD (``minmax``, ``entropy``, ``percentile``) instead of the
+  recipe's; the float student (and its channel equalization) stays the bundle's.
 
 It prints a Markdown table; nothing is written unless ``--out`` is given.
 """
@@ -35,7 +38,7 @@ from .build import _probs
 from .equalize import check_strength, equalize_channels
 from .float_ops import compact, onnx_float_nodes, sort_ops
 from .onnx_export import export_onnx
-from .onnx_int8 import quantize_onnx_int8
+from .onnx_int8 import CALIBRATION_METHODS, quantize_onnx_int8
 from .precision_plan import latency_ms
 
 
@@ -59,9 +62,11 @@ def tensor_sqnr(fp32: Path, int8: Path, x: np.ndarray, work: Path) -> dict[str, 
 
 
 def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflite: bool = True,
-          limit: int | None = None, sweep: Sequence[float] = ()) -> dict:
+          limit: int | None = None, sweep: Sequence[float] = (),
+          calibrations: Sequence[tuple[int, str]] = ()) -> dict:
     """Measure the variants on the validation windows (the first ``limit`` records' windows when given);
-    ``sweep``: channel-equalization strengths in [0, 1] to measure with the shipped float parts too."""
+    ``sweep``: channel-equalization strengths in [0, 1] to measure with the shipped float parts too;
+    ``calibrations``: (windows, method) pairs to calibrate ONNX Runtime with, the shipped float parts kept."""
     from distill.data import DataSpec, cinc2017_windows, load_split
     from quantize.qat import INPUT_RANGE
     from quantize.recipe import sample_calibration
@@ -73,6 +78,7 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     train = load_split(DataSpec(**(recipe.get("data") or {})), "train")
     calib = np.clip(sample_calibration(train, recipe.get("calibration_windows", n_calibration), recipe.get("seed", 0)),
                     -INPUT_RANGE, INPUT_RANGE)
+    shipped_method = recipe.get("calibration_method", "minmax")
     fp32 = Path(bundle) / "student_fp32.onnx"
     ref = _probs(OnnxBackend(fp32, threads=2), val)
     rows: list[dict] = []
@@ -103,6 +109,12 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
             quantize_onnx_int8(fp32, path, calib, input_range=INPUT_RANGE, float_ops=float_ops,
                                activation_bits=bits)
             row(name, *onnx_figures(path, val))
+        for n, method in calibrations:
+            other = np.clip(sample_calibration(train, n, recipe.get("seed", 0)), -INPUT_RANGE, INPUT_RANGE)
+            path = work / "calibration.onnx"
+            quantize_onnx_int8(fp32, path, other, method, input_range=INPUT_RANGE, float_ops=shipped)
+            row(f"int8, float: {compact(shipped)}, calibrated on {len(other):,} windows ({method}; shipped: "
+                f"{len(calib):,}, {shipped_method})", *onnx_figures(path, val))
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
         strength = (b.card["student"].get("channel_equalization") or {}).get("strength", 0.0)
         activation = b.card["output"]["activation"]
@@ -171,17 +183,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", default="", metavar="S,S,...",
                    help="channel-equalization strengths in [0, 1] to measure with the shipped float parts as "
                         "well, e.g. 0.25,0.5,0.75,1 [default: none; the bundle's own strength and 0 always]")
+    p.add_argument("--calibrations", default="", metavar="N:METHOD,...",
+                   help="ONNX Runtime calibrations to measure with the shipped float parts, e.g. "
+                        "1024:minmax,256:percentile (methods: minmax, entropy, percentile) [default: none]")
     p.add_argument("--out", default=None, help="also write the result as JSON here (refused if it exists)")
     a = p.parse_args(argv)
     try:
         sweep = [check_strength(v) for v in a.sweep.split(",") if v.strip()]
     except EdgeSDKError as e:
         p.error(f"--sweep: {e}")
+    calibrations = []
+    for item in filter(None, (v.strip() for v in a.calibrations.split(","))):
+        n, _, method = item.partition(":")
+        if not n.isdigit() or int(n) < 1 or method not in CALIBRATION_METHODS:
+            p.error(f"--calibrations: {item!r} is not N:METHOD with N a whole number of windows >= 1 and METHOD "
+                    f"one of {', '.join(CALIBRATION_METHODS)}")
+        calibrations.append((int(n), method))
     from edge_sdk.outputs import check_new_file
 
     if a.out:
         check_new_file(a.out, False, "study result")
-    r = study(a.bundle, tflite=not a.no_tflite, limit=a.limit, sweep=sweep)
+    r = study(a.bundle, tflite=not a.no_tflite, limit=a.limit, sweep=sweep, calibrations=calibrations)
     print(markdown(r))
     if a.out:
         Path(a.out).write_text(json.dumps(r, indent=1))

@@ -89,6 +89,23 @@ def test_precision_study_measures_the_shipped_choice_against_the_alternatives(bu
     with pytest.raises(SystemExit):
         main(["--bundle", str(bundle_dir), "--sweep", "0.5,2"])
     assert "--sweep: channel_equalization is a strength in [0, 1]" in capsys.readouterr().err
+    for bad in ("256", "0:minmax", "256:MinMax", "x:entropy"):
+        with pytest.raises(SystemExit):
+            main(["--bundle", str(bundle_dir), "--calibrations", bad])
+        assert "--calibrations: " in capsys.readouterr().err
+
+
+def test_precision_study_measures_other_calibrations_with_the_shipped_float_parts(bundle_dir, cinc, mitdb):
+    from quantize.precision_study import study
+
+    r = study(bundle_dir, n_sqnr=8, tflite=False, limit=20, calibrations=[(256, "minmax"), (64, "percentile")])
+    rows = {v["variant"]: v for v in r["variants"]}
+    shipped = next(v for k, v in rows.items() if k.endswith("(shipped)"))
+    same = next(v for k, v in rows.items() if "calibrated on 256 windows (minmax" in k)
+    # the recipe's own calibration again gives the shipped file's figures exactly
+    assert same["max_abs_prob_error"] == shipped["max_abs_prob_error"]
+    other = next(v for k, v in rows.items() if "calibrated on 64 windows (percentile; shipped: 256, minmax)" in k)
+    assert other["max_abs_prob_error"] != shipped["max_abs_prob_error"]
 
 
 def test_plan_windows_are_training_windows_the_calibration_never_saw(cinc):
