@@ -302,8 +302,8 @@ def adoption_check(baseline: dict, variant: dict, rule: dict = ADOPTION_RULE) ->
 
 
 def seed_mean_table(means: dict[str, dict], baseline: str) -> str:
-    """One row per recipe of :func:`seed_means`: mean (min-max) over its seeds, and
-    :func:`adoption_check` against the recipe ``baseline``."""
+    """One row per recipe of :func:`seed_means`, ``baseline`` (e.g. the shipped one) first: mean (min-max) over
+    its seeds, and :func:`adoption_check` against ``baseline``."""
     def cell(m: dict, key: str, pct: bool = True) -> str:
         if key not in m:
             return "-"
@@ -312,12 +312,15 @@ def seed_mean_table(means: dict[str, dict], baseline: str) -> str:
                 else f"{v['mean']:.3f} ({v['min']:.3f}-{v['max']:.3f})")
 
     head = ("| recipe | seeds | clean sinus: top = NSR | AF: top = AF | other: top = OTHER | val Challenge F1 | "
-            "AF, 1-3 ectopic beats | AF, 4+ ectopic beats | against the shipped recipe |\n"
+            "AF, 1-3 ectopic beats | AF, 4+ ectopic beats | against the baseline (first row) |\n"
             "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    if baseline not in means:
+        raise ConfigError(f"baseline {baseline!r} has no complete run; the recipes are {', '.join(means)}")
     rows = []
-    for recipe, m in means.items():
+    for recipe in [baseline, *(r for r in means if r != baseline)]:
+        m = means[recipe]
         if recipe == baseline:
-            verdict = "(the shipped recipe)"
+            verdict = "(the baseline)"
         else:
             c = adoption_check(means[baseline], m)
             verdict = (f"AF {c['af_change']:+.1f}, sinus {c['sinus_change']:+.1f}, F1 {c['val_f1_change']:+.3f}: "
@@ -326,3 +329,37 @@ def seed_mean_table(means: dict[str, dict], baseline: str) -> str:
                     f"{cell(m, 'other')} | {cell(m, 'val_challenge2017_f1', pct=False)} | "
                     f"{cell(m, 'af_1-3_ectopic')} | {cell(m, 'af_4+_ectopic')} | {verdict} |")
     return "\n".join([head, *rows])
+
+
+def compare_runs(groups: dict[str, Sequence[str | Path]]) -> tuple[dict[str, dict], str]:
+    """Recipes over seeds from finished ``ecg-edge chest-cv`` runs: ``groups`` maps a recipe's name to its runs'
+    ``--out`` folders (one per seed); the first recipe is the baseline. Returns (:func:`seed_means`,
+    :func:`seed_mean_table`). :class:`ConfigError` for a run that misses a fold, a folder given twice, or a
+    group whose runs differ in more than the seed and device (they would not be one recipe)."""
+    if len(groups) < 1 or any(not runs for runs in groups.values()):
+        raise ConfigError("give each recipe at least one chest-cv run folder")
+    seen: set[Path] = set()
+    summaries, recipes = {}, {}
+    for name, runs in groups.items():
+        first = None
+        for run in runs:
+            path = Path(run)
+            if path.resolve() in seen:
+                raise ConfigError(f"{path} is given twice; each chest-cv run belongs to one recipe once")
+            seen.add(path.resolve())
+            s = summarize(path, write=False)
+            if not s["complete"]:
+                missing = sorted(set(CV_FOLDS) - set(s["folds"]))
+                raise ConfigError(f"{path} has folds {', '.join(s['folds'])} only; finish it (ecg-edge chest-cv "
+                                  f"--folds {','.join(missing)}) or leave it out")
+            recipe = {k: v for k, v in s["recipe"].items() if k not in ("seed", "device")}
+            if first is None:
+                first = (path, recipe)
+            elif recipe != first[1]:
+                keys = sorted(k for k in set(recipe) | set(first[1]) if recipe.get(k) != first[1].get(k))
+                raise ConfigError(f"{path} and {first[0]} are both under {name!r} but their recipes differ in "
+                                  f"{', '.join(keys)}, not only the seed")
+            key = f"{name}: {path}"
+            summaries[key], recipes[key] = s, name
+    means = seed_means(summaries, recipes)
+    return means, seed_mean_table(means, next(iter(groups)))

@@ -247,6 +247,38 @@ def _add_chest_cv(sub) -> None:
     p.set_defaults(func=_run_chest_cv)
 
 
+def _add_chest_cv_compare(sub) -> None:
+    p = _parser(
+        sub, "chest-cv-compare", help="compare chest-cv runs of several recipes over seeds, by the adoption rule",
+        description="Put finished `ecg-edge chest-cv` runs side by side: each --run names a recipe and its runs' "
+                    "--out folders (one per --seed); the first recipe is the baseline. Prints the mean (lowest-"
+                    "highest) over the seeds of the pooled chest-lead figures and the validation Challenge F1, and "
+                    "whether each recipe meets distill.chest_cv.ADOPTION_RULE against the baseline (AF at least 1 "
+                    "point higher, sinus at most 1 point and F1 at most 0.005 lower).\n\n"
+                    "example:\n  ecg-edge chest-cv-compare --run shipped=runs/cv/s0,runs/cv/s1,runs/cv/s2 "
+                    "--run pvc=runs/cv/p0,runs/cv/p1,runs/cv/p2")
+    p.add_argument("--run", action="append", required=True, metavar="NAME=DIR[,DIR...]",
+                   help="a recipe's name and its chest-cv run folders; give --run once per recipe, the baseline first")
+    p.set_defaults(func=_run_chest_cv_compare)
+
+
+def _run_chest_cv_compare(a) -> int:
+    from distill.chest_cv import compare_runs
+    from edge_sdk.errors import ConfigError
+
+    groups: dict[str, list[str]] = {}
+    for item in a.run:
+        name, sep, dirs = item.partition("=")
+        runs = [d.strip() for d in dirs.split(",") if d.strip()]
+        if not sep or not name.strip() or not runs:
+            raise ConfigError(f"--run {item!r} is not NAME=DIR[,DIR...], e.g. shipped=runs/cv/s0,runs/cv/s1")
+        if name.strip() in groups:
+            raise ConfigError(f"--run {name.strip()!r} is given twice; put all its folders in one --run")
+        groups[name.strip()] = runs
+    print(compare_runs(groups)[1])
+    return 0
+
+
 def _run_chest_cv(a) -> int:
     from distill.chest_cv import ectopy_table, markdown_table, run_chest_cv
     from distill.recipe import DistillRecipe
@@ -496,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_teacher_train(sub)
     _add_distill(sub)
     _add_chest_cv(sub)
+    _add_chest_cv_compare(sub)
     _add_rebuild(sub)
     _add_quantize(sub)
     _add_stream(sub)

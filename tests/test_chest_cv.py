@@ -243,7 +243,7 @@ def test_seed_means_and_the_adoption_rule():
     assert not bad["meets"]
     assert not chest_cv.adoption_check(means["base"], means["var"], {**chest_cv.ADOPTION_RULE, "af_gain_min": 1.5})["meets"]
     table = chest_cv.seed_mean_table(means, "base").splitlines()
-    assert table[2].startswith("| base | 2 | 85.0 % (80.0-90.0) |") and table[2].endswith("(the shipped recipe) |")
+    assert table[2].startswith("| base | 2 | 85.0 % (80.0-90.0) |") and table[2].endswith("(the baseline) |")
     assert table[3].endswith("AF +1.0, sinus -0.5, F1 -0.002: meets the rule |")
     assert table[4].endswith("does not meet the rule |") and "40.0 % (40.0-40.0)" in table[4]
 
@@ -265,3 +265,51 @@ def test_readme_seed_table_is_the_committed_seed_report():
         af = report["summaries"][name]["chest_lead"]["af"]
         hits = sum(f["report"]["af"]["expected_top_fraction"] * f["report"]["af"]["n_windows"] for f in folds.values())
         assert af["n_windows"] == 745 and abs(hits / 745 - af["expected_top_fraction"]) < 1e-4, name
+
+
+def _device_runs(tmp_path) -> tuple[dict, dict[str, list[Path]]]:
+    """The committed seed report's fold results written back as chest-cv run folders, grouped by recipe."""
+    root = Path(__file__).resolve().parents[1]
+    report = json.loads((root / "models" / "chest_cv_seeds.device_report.json").read_text())
+    groups: dict[str, list[Path]] = {}
+    for run, folds in report["folds"].items():
+        for fold, result in folds.items():
+            (tmp_path / run / fold).mkdir(parents=True)
+            (tmp_path / run / fold / chest_cv.FOLD_FILE).write_text(json.dumps(result))
+        groups.setdefault(report["runs"][run]["recipe"], []).append(tmp_path / run)
+    return report, groups
+
+
+def test_compare_runs_rebuilds_the_committed_seed_table_from_run_folders(tmp_path, capsys):
+    from ecg_edge.cli import main
+
+    report, groups = _device_runs(tmp_path)
+    base = "configs/default_student.json"
+    means, table = chest_cv.compare_runs({base: groups.pop(base), **groups})
+    def figures(m: dict) -> dict:
+        return {r: {k: v for k, v in fig.items() if k != "runs"} for r, fig in m.items()}
+
+    assert table == report["seed_mean_table"] and figures(means) == figures(report["seed_means"])
+    args = ["chest-cv-compare", "--run", "shipped=" + ",".join(str(tmp_path / f"default_student_seed{s}") for s in range(3)),
+            "--run", "pvc=" + ",".join(str(tmp_path / f"synthetic_pvc_seed{s}") for s in range(3))]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| shipped | 3 | 89.9 % (89.1-90.8) |" in out and "sinus -7.5, F1 -0.004: does not meet the rule |" in out
+
+
+def test_compare_runs_refuses_unfinished_runs_and_mixed_recipes(tmp_path, capsys):
+    from ecg_edge.cli import main
+
+    _, groups = _device_runs(tmp_path)
+    shipped, pvc = groups["configs/default_student.json"], groups["configs/chest_cv/synthetic_pvc.json"]
+    with pytest.raises(ConfigError, match="differ in data, not only the seed"):
+        chest_cv.compare_runs({"mixed": [shipped[0], pvc[0]]})
+    with pytest.raises(ConfigError, match="given twice"):
+        chest_cv.compare_runs({"a": [shipped[0]], "b": [shipped[0]]})
+    (shipped[1] / "C" / chest_cv.FOLD_FILE).unlink()
+    with pytest.raises(ConfigError, match=r"folds A, B only; finish it \(ecg-edge chest-cv --folds C\)"):
+        chest_cv.compare_runs({"shipped": shipped})
+    assert main(["chest-cv-compare", "--run", "shipped"]) == 2
+    assert "is not NAME=DIR" in capsys.readouterr().err
+    assert main(["chest-cv-compare", "--run", f"a={tmp_path / 'nothing'}"]) == 2
+    assert "no chest-lead CV fold results" in capsys.readouterr().err
