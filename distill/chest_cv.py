@@ -155,16 +155,14 @@ def summarize(out_dir: str | Path, write: bool = True) -> dict:
         raise DatasetError(f"no chest-lead CV fold results ({FOLD_FILE}) under {root}; run ecg-edge chest-cv first")
     pooled: dict = {}
     for key in REPORT_KEYS.values():
-        hit, total, per_record = 0.0, 0, {}
-        for f in folds.values():
-            sec = f["report"].get(key)
-            if not sec or "expected_top_fraction" not in sec:
-                continue
-            hit += sec["expected_top_fraction"] * sec["n_windows"]
-            total += sec["n_windows"]
-            per_record.update(sec["per_record_expected_fraction"])
+        sections = [f["report"][key] for f in folds.values()
+                    if f["report"].get(key) and "expected_top_fraction" in f["report"][key]]
+        total = _pool(sections)
         if total:
-            pooled[key] = {"n_windows": total, "expected_top_fraction": round(hit / total, 4),
+            per_record = {}
+            for sec in sections:
+                per_record.update(sec["per_record_expected_fraction"])
+            pooled[key] = {**total,
                            "per_record_expected_fraction": {k: round(v, 4) for k, v in sorted(per_record.items())}}
             groups = [f["report"][key].get("by_ectopic_beats") for f in folds.values() if f["report"].get(key)]
             if groups and all(g is not None for g in groups):  # pooled only where every fold was scored so
@@ -186,15 +184,20 @@ def summarize(out_dir: str | Path, write: bool = True) -> dict:
     return summary
 
 
+def _pool(sections: list[dict]) -> dict | None:
+    """Sections ``{"n_windows", "expected_top_fraction", ...}`` pooled by window counts (not a mean of
+    fractions); ``None`` when they hold no window."""
+    total = sum(sec["n_windows"] for sec in sections)
+    if not total:
+        return None
+    hit = sum(sec["expected_top_fraction"] * sec["n_windows"] for sec in sections)
+    return {"n_windows": total, "expected_top_fraction": round(hit / total, 4)}
+
+
 def _pool_groups(groups: list[dict]) -> dict:
     """Pool per-fold ``by_ectopic_beats`` sections by window counts."""
-    out = {}
-    for name, _, _ in ECTOPY_GROUPS:
-        n = sum(g[name]["n_windows"] for g in groups if name in g)
-        if n:
-            hit = sum(g[name]["expected_top_fraction"] * g[name]["n_windows"] for g in groups if name in g)
-            out[name] = {"n_windows": n, "expected_top_fraction": round(hit / n, 4)}
-    return out
+    pooled = {name: _pool([g[name] for g in groups if name in g]) for name, _, _ in ECTOPY_GROUPS}
+    return {name: p for name, p in pooled.items() if p}
 
 
 def run_chest_cv(recipe: DistillRecipe, out_dir: str | Path, folds: Sequence[str] | None = None,
