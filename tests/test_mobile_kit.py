@@ -57,8 +57,12 @@ def test_conformance_vectors_are_real_held_out_windows(shared, bundle_dir, card,
             assert v["record"] in test_split and ds.labels[v["record"]] == v["class"]
             rec = ds.read(v["record"])
             assert np.array_equal(vectors[f"{vid}.raw_mv"], rec.signal_mv[:v["raw_samples"]])
-            # the vector's window is the record's first training/streaming window, bit for bit
-            assert np.array_equal(vectors[f"{vid}.preprocessed"], record_windows(rec.signal_mv, rec.fs_hz)[0])
+            # the vector's window is the record's first training/streaming window, within the tolerance
+            # a port must meet: the band-pass state (lfilter_zi) is an ill-conditioned solve whose last digits follow
+            # the CPU's LAPACK path (1e-6 of its 2e-3 to 6e-3 between AVX2 and AVX-512 machines)
+            tol_pre = next(s["tolerance_abs"] for s in conf["stages"] if s["name"] == "preprocessed")
+            got = record_windows(rec.signal_mv, rec.fs_hz)[0]
+            assert np.abs(vectors[f"{vid}.preprocessed"] - got).max() <= tol_pre  # what a port must meet
         else:  # integer microvolts at 130 Hz, as the (emulated) H10 sends them
             assert np.allclose(vectors[f"{vid}.raw_mv"] * 1000, np.round(vectors[f"{vid}.raw_mv"] * 1000), atol=1e-9)
         assert vectors[f"{vid}.resampled_500hz"].shape == (v["resampled_samples"],)
@@ -97,7 +101,8 @@ def test_card_spec_gives_every_number_a_port_needs(card):
 
     b, a = butter(4, [0.67 / 250, 40 / 250], btype="band")
     assert np.array_equal(spec["bandpass"]["b"], b) and np.array_equal(spec["bandpass"]["a"], a)
-    assert np.array_equal(spec["bandpass"]["zi"], lfilter_zi(b, a))
+    # zi solves an ill-conditioned system: its last digits follow the CPU (see above), not the design
+    assert np.allclose(spec["bandpass"]["zi"], lfilter_zi(b, a), rtol=1e-3, atol=0)
     assert np.array_equal(spec["notch"]["b"], iirnotch(50.0, 30.0, 500)[0])
 
 
