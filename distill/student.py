@@ -41,6 +41,9 @@ class StudentConfig:
 
 
 class ConvBNReLU(nn.Sequential):
+    """Conv1d -> BatchNorm1d -> ReLU; the ReLU (index 2) may be an ``nn.Hardtanh(0, hi)``, the upper bound that
+    :mod:`quantize.activation_bounds` sets."""
+
     def __init__(self, c_in: int, c_out: int, k: int, stride: int):
         super().__init__(
             nn.Conv1d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False),
@@ -50,16 +53,23 @@ class ConvBNReLU(nn.Sequential):
 
 
 class ResidualConv(nn.Module):
-    """Stride-1 Conv-BN-ReLU with identity shortcut (an Add, int8-friendly)."""
+    """Stride-1 Conv-BN-ReLU with identity shortcut (an Add, int8-friendly).
+
+    ``branch_bound`` (None while training) clamps the Conv-BN output before the Add, and ``act`` may be an
+    ``nn.Hardtanh(0, hi)`` instead of the ReLU: the bounds :mod:`quantize.activation_bounds` sets."""
 
     def __init__(self, c: int, k: int):
         super().__init__()
         self.conv = nn.Conv1d(c, c, k, padding=k // 2, bias=False)
         self.bn = nn.BatchNorm1d(c)
         self.act = nn.ReLU(inplace=True)
+        self.branch_bound: nn.Module | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)) + x)
+        y = self.bn(self.conv(x))
+        if self.branch_bound is not None:
+            y = self.branch_bound(y)
+        return self.act(y + x)
 
 
 class EdgeStudent(nn.Module):

@@ -341,6 +341,10 @@ def _add_quantize(sub) -> None:
                    help="channel equalization before int8, strength in [0, 1]: each stage's channels are "
                         "rescaled toward equal ranges (same float function) so per-tensor int8 activations "
                         "lose less; 0 = off [default: 0; configs/default_bundle.json: 0.5]")
+    p.add_argument("--activation-bounds", action=argparse.BooleanOptionalAction, default=None,
+                   help="clamp the float student's activations to their range on the calibration windows "
+                        "before export, so int8 clips nothing the float model keeps (see README, Quantization) "
+                        "[default: off; configs/default_bundle.json: on]")
     p.add_argument("--no-tflite", action="store_true", default=None, help="skip the TFLite model (no TensorFlow needed)")
     p.add_argument("--qat-epochs", type=int, default=None,
                    help="quantization-aware fine-tuning epochs before export; 0 = post-training quantization "
@@ -383,6 +387,7 @@ def _run_quantize(a) -> int:
                      teacher_labels=parse_label_list(a.teacher_labels) if a.teacher_labels else None,
                      out=a.out, qat_out=a.qat_out, calibration_windows=a.calibration_windows,
                      calibration_method=a.calibration_method, channel_equalization=a.equalize,
+                     activation_bounds=a.activation_bounds,
                      qat_epochs=a.qat_epochs,
                      qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
                      include_teacher=a.include_teacher,

@@ -31,10 +31,11 @@ from edge_sdk.outputs import check_new_dir, replace_dir, staging_dir
 from edge_sdk.preprocessing import DEFAULT_CONFIG
 from edge_sdk.record_rule import RecordRule
 
+from .activation_bounds import bound_activations, bounds_effect, check_boundable
 from .bundle_readme import README_NAME, write_bundle_readme
 from .conformance import conformance_data_available, preprocessing_spec, write_conformance
 from .equalize import check_strength, equalize_channels, stage_blocks
-from .fidelity import choose_thresholds, compare
+from .fidelity import choose_thresholds, compare, measuring_machine
 from .mobile import convert_to_ort, finish_tflite
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .onnx_int8 import quantize_onnx_int8
@@ -74,7 +75,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
                  include_teacher: bool = False, force: bool = False, recipe: dict | None = None,
                  with_conformance: bool = True, chest: WindowSet | None = None, precision_target: float = 0.03,
                  record_rule: str = "mean", record_train: WindowSet | None = None,
-                 channel_equalization: float = 0.0, plan_windows: np.ndarray | None = None) -> dict:
+                 channel_equalization: float = 0.0, plan_windows: np.ndarray | None = None,
+                 activation_bounds: bool = False) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
 
     ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows for the
@@ -101,6 +103,9 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     (:func:`distill.record_rule_fit.fit_record_rule`), and the fidelity figures then say what it decides.
     ``channel_equalization``: strength in [0, 1] of :func:`quantize.equalize.equalize_channels`, applied to
     the float student (on the calibration windows) before any export; 0 leaves the student as it is.
+    ``activation_bounds``: clamp the (equalized) float student's activations to their ranges on the calibration
+    windows before any export (:func:`quantize.activation_bounds.bound_activations`); the card's
+    ``student.activation_bounds`` says how far the bounds moved the float student on the held-out windows.
     """
     t0 = time.time()
     final = check_new_dir(out_dir, force, "bundle folder")
@@ -115,6 +120,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     channel_equalization = check_strength(channel_equalization)
     if channel_equalization:
         stage_blocks(student)  # ConfigError now for a model it does not apply to
+    if activation_bounds:
+        check_boundable(student)  # likewise
     if len(test) == 0:
         from edge_sdk.errors import DatasetError
         raise DatasetError("no held-out windows to measure fidelity on; give evaluation records")
@@ -122,7 +129,8 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     try:
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
                       hop_seconds, calibration_method, float_ops, include_teacher, recipe, with_conformance,
-                      chest, precision_target, record_rule, record_train, channel_equalization, plan_windows)
+                      chest, precision_target, record_rule, record_train, channel_equalization, plan_windows,
+                      activation_bounds)
     except BaseException:
         import shutil
         shutil.rmtree(out, ignore_errors=True)
@@ -141,7 +149,8 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
            teacher, tflite, hop_seconds, calibration_method, float_ops, include_teacher, recipe,
            with_conformance=True, chest: WindowSet | None = None, precision_target: float = 0.03,
            record_rule: str = "mean", record_train: WindowSet | None = None,
-           channel_equalization: float = 0.0, plan_windows: np.ndarray | None = None) -> dict:
+           channel_equalization: float = 0.0, plan_windows: np.ndarray | None = None,
+           activation_bounds: bool = False) -> dict:
     names, activation = table.names, table.activation
     chest_models: dict[str, dict] = {}
     x_chest = chest.x.astype(np.float32) if chest is not None and len(chest) else None
@@ -160,6 +169,12 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     if channel_equalization:
         _log(f"channel equalization (strength {channel_equalization}) on {len(calibration)} calibration windows")
         student, equalization = equalize_channels(student, calibration, channel_equalization)
+    bounds = None
+    if activation_bounds:
+        _log(f"activation bounds from {len(calibration)} calibration windows")
+        unbounded_probs = activate(predict(student, x_test), activation)
+        student, bounds = bound_activations(student, calibration)
+        bounds["held_out"] = bounds_effect(unbounded_probs, activate(predict(student, x_test), activation))
     _log("export student fp32 ONNX")
     export_onnx(student, out / "student_fp32.onnx", activation)
     plan = None
@@ -197,6 +212,9 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     s_fp32_backend = OnnxBackend(out / "student_fp32.onnx", threads=2)
     s_fp32 = _probs(s_fp32_backend, x_test)
     s_int8 = _probs(s_int8_backend, x_test)
+    if bounds:  # int8 against the student as trained, for comparison with int8 against the bounded fp32 file
+        bounds["held_out"]["int8_vs_unbounded_max_abs_prob_error"] = {
+            "student_int8.onnx": float(np.abs(s_int8 - unbounded_probs).max())}
     fidelity["student_onnx_fp32_vs_torch"] = {"max_abs_prob_error": float(np.abs(torch_fp32 - s_fp32[:512]).max())}
     labeled_val = val is not None and val.labeled
     if record_rule == "mean":
@@ -207,6 +225,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
                                   record_train, _probs(s_fp32_backend, val.x.astype(np.float32)) if labeled_val else None,
                                   val if labeled_val else None, "student_fp32.onnx", log=_log)
     fidelity["student_onnx_int8_vs_fp32"] = compare(s_fp32, s_int8, names, test, activation, rule)
+    fidelity["measured_on"] = measuring_machine()
     rule_card = rule.to_dict()
     if rule.method == "logistic":  # a short held-out record (fewest windows, then first) as a worked example
         counts = np.bincount(test.record_idx, minlength=len(test.records))
@@ -242,6 +261,9 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
                                         "quantization": tparams}
         tfl_backend = TFLiteBackend(out / "student_int8.tflite", threads=2)
         s_tfl = tfl_backend.predict(x_test)
+        if bounds:
+            bounds["held_out"]["int8_vs_unbounded_max_abs_prob_error"]["student_int8.tflite"] = \
+                float(np.abs(s_tfl - unbounded_probs).max())
         fidelity["student_tflite_int8_vs_fp32"] = compare(s_fp32, s_tfl, names, test, activation, rule)
         chest_figures("student_int8.tflite", tfl_backend.predict)
 
@@ -305,7 +327,8 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
         "student": {"arch": s_ckpt.get("arch"), "config": s_ckpt.get("config"), "params": count_params(student),
                     "macs_per_window": count_macs(student), "checkpoint": student_path.name,
                     "checkpoint_sha256": sha256_of(student_path), "val": meta.get("val"), "qat": meta.get("qat"),
-                    "data": meta.get("data"), **({"channel_equalization": equalization} if equalization else {})},
+                    "data": meta.get("data"), **({"channel_equalization": equalization} if equalization else {}),
+                    **({"activation_bounds": bounds} if bounds else {})},
         "evaluation": {"data": test.description, "n_records": int(len(test.records)), "n_windows": int(len(test)),
                        "labeled": test.labeled,
                        **({"chest_lead": {"data": chest.description, "n_windows": int(len(chest)),

@@ -17,6 +17,36 @@ from edge_sdk.labels import DEFAULT_THRESHOLD
 from edge_sdk.record_rule import RecordRule
 
 
+def int8_kernel() -> str:
+    """Which integer dot product this machine's CPU gives ONNX Runtime's int8 (u8s8) kernels: ``avx512_vnni``
+    or ``avx_vnni`` (exact 32-bit accumulation), ``avx2`` (VPMADDUBSW, whose 16-bit pair sums saturate on
+    large products: ONNX Runtime's quantization notes, ``reduce_range``), else the machine's architecture.
+    int8 figures measured on one kind can differ slightly on another."""
+    import platform
+    from pathlib import Path
+
+    info = Path("/proc/cpuinfo")
+    flags: set[str] = set()
+    if info.is_file():
+        for line in info.read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    for flag in ("avx512_vnni", "avx_vnni", "avx2"):
+        if flag in flags:
+            return flag
+    return platform.machine() or "unknown"
+
+
+def measuring_machine() -> dict:
+    """The machine the fidelity figures were measured on, for the model card."""
+    import platform
+
+    import onnxruntime
+
+    return {"int8_kernel": int8_kernel(), "platform": platform.platform(), "onnxruntime": onnxruntime.__version__}
+
+
 #: The rule written into model cards for thresholds chosen on validation data.
 THRESHOLD_RULE = ("one-vs-rest threshold maximising record-level F1 (record score = mean of its windows' "
                   "probabilities) on the labeled validation records, per output the data can score")

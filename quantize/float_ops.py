@@ -18,6 +18,8 @@ from typing import Iterable, Sequence
 HEAD = "head"
 #: How tables and READMEs explain the op ids to a reader.
 LEGEND = "convN: the N-th convolution, conv0 = the first; addN: the N-th residual Add; head: pooling and linear layer"
+#: TFLite ops of a ReLU or of activation bounds, which belong to the convolution or Add before them.
+_BOUNDS = ("RELU", "MINIMUM", "MAXIMUM")
 _ID = re.compile(r"^(conv|add)(\d+)$|^head$")
 
 
@@ -118,8 +120,10 @@ def onnx_float_nodes(graph) -> dict[str, list[str]]:
 
 def tflite_float_nodes(model: bytes) -> dict[str, list[str]]:
     """Op id -> output tensor names of the TFLite ops it covers, for the quantization debugger's
-    ``denylisted_nodes``: a convolution's PAD and RESHAPE (expand) before it, itself, and the RESHAPE (squeeze)
-    after it; an ADD; the head's MEAN, FULLY_CONNECTED and SOFTMAX."""
+    ``denylisted_nodes``: a convolution's PAD and RESHAPE (expand) before it, itself, its RELU / MINIMUM /
+    MAXIMUM (a ReLU or the bounds of :mod:`quantize.activation_bounds`, where not fused into it) and the
+    RESHAPE (squeeze) after it; an ADD and its RELU / MINIMUM / MAXIMUM; the head's MEAN, FULLY_CONNECTED and
+    SOFTMAX."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_content=model)
@@ -136,12 +140,17 @@ def tflite_float_nodes(model: bytes) -> dict[str, list[str]]:
             for before in ("RESHAPE", "PAD"):
                 if start > 0 and kinds[start - 1] == before:
                     start -= 1
+            while end < len(kinds) and kinds[end] in _BOUNDS:  # its ReLU / bounds, when not fused
+                end += 1
             if end < len(kinds) and kinds[end] == "RESHAPE":
                 end += 1
             out[f"conv{n_conv}"] = names[start:end]
             n_conv += 1
         elif kind == "ADD":
-            out[f"add{n_add}"] = [names[j]]
+            end = j + 1
+            while end < len(kinds) and kinds[end] in _BOUNDS:
+                end += 1
+            out[f"add{n_add}"] = names[j:end]
             n_add += 1
     head = []  # the head ends the graph: the last MEAN, then FULLY_CONNECTED, then SOFTMAX / LOGISTIC
     for wanted in (("MEAN",), ("FULLY_CONNECTED",), ("SOFTMAX", "LOGISTIC")):

@@ -11,7 +11,9 @@ windows (never the test split), with the bundle's student and calibration recipe
   :mod:`quantize.precision_plan`); every convolution float (the Adds, the head and the tensors between
   the convolutions stay 8-bit); all activations 16-bit (int8 weights); for a bundle built with channel
   equalization (:mod:`quantize.equalize`), the shipped choice without it (and at the strengths of
-  ``--sweep``); and on TFLite full-integer, the
+  ``--sweep``); for a bundle built with activation bounds (:mod:`quantize.activation_bounds`), the shipped
+  choice without them, measured against its own unbounded fp32 model (the other variants are measured
+  against the bundle's fp32 file); and on TFLite full-integer, the
   shipped choice and 16x8. (With every part float nothing is left to quantize: that is the fp32 row.)
 * with ``--calibrations N:METHOD,...``, the shipped float parts with ONNX Runtime calibrated on N training
   windows (drawn as the bundle's were) by METHOD (``minmax``, ``entropy``, ``percentile``) instead of the
@@ -34,6 +36,7 @@ from edge_sdk.bundle import load_bundle
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.inference.onnx_backend import OnnxBackend
 
+from .activation_bounds import bound_activations
 from .build import _probs
 from .equalize import check_strength, equalize_channels
 from .float_ops import compact, onnx_float_nodes, sort_ops
@@ -84,8 +87,8 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     rows: list[dict] = []
     out = {"data": f"Challenge 2017 validation split, {len(val):,} windows", "variants": rows}
 
-    def row(name: str, probs: np.ndarray, ms: float | None) -> None:
-        err = np.abs(probs - ref).max(1)
+    def row(name: str, probs: np.ndarray, ms: float | None, reference: np.ndarray | None = None) -> None:
+        err = np.abs(probs - (ref if reference is None else reference)).max(1)
         rows.append({"variant": name, "max_abs_prob_error": float(err.max()),
                      "p99_abs_prob_error": float(np.quantile(err, 0.99)), "windows_over_0.03": float((err > 0.03).mean()),
                      "latency_ms_1_thread": ms})
@@ -117,19 +120,30 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
                 f"{len(calib):,}, {shipped_method})", *onnx_figures(path, val))
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
         strength = (b.card["student"].get("channel_equalization") or {}).get("strength", 0.0)
+        bounded = bool(b.card["student"].get("activation_bounds"))
         activation = b.card["output"]["activation"]
         # what the equalization bought: the shipped float parts on the student as trained, and at other strengths
         others = sorted({0.0, *sweep} - {strength})
         # the torch student (from the recipe's checkpoint) only where a variant needs it
-        student = _bundle_student(Path(bundle), b.card) if others or tflite else None
+        student = _bundle_student(Path(bundle), b.card) if others or tflite or bounded else None
+
+        def as_shipped(model):  # the bundle's activation bounds, set on this student's own calibrated ranges
+            return bound_activations(model, calib)[0] if bounded else model
+        if bounded:  # what the bounds bought: the shipped float parts on the unbounded student, against its float
+            model = equalize_channels(student, calib, strength)[0] if strength else student
+            plain = export_onnx(model, work / "unbounded_fp32.onnx", activation)
+            quantize_onnx_int8(plain, work / "unbounded.onnx", calib, input_range=INPUT_RANGE, float_ops=shipped)
+            row(f"int8, float: {compact(shipped)}, without activation bounds (against its own fp32)",
+                *onnx_figures(work / "unbounded.onnx", val), reference=_probs(OnnxBackend(plain, threads=2), val))
         for other in others:
-            model = equalize_channels(student, calib, other)[0] if other else student
+            model = as_shipped(equalize_channels(student, calib, other)[0] if other else student)
             plain = export_onnx(model, work / "plain_fp32.onnx", activation)
             quantize_onnx_int8(plain, work / "plain.onnx", calib, input_range=INPUT_RANGE, float_ops=shipped)
             what = f"channel equalization {other:g}" if other else "without channel equalization"
-            row(f"int8, float: {compact(shipped)}, {what}", *onnx_figures(work / "plain.onnx", val))
-        if strength and tflite:
-            student = equalize_channels(student, calib, strength)[0]  # as the bundle's files were made
+            row(f"int8, float: {compact(shipped)}, {what}", *onnx_figures(work / "plain.onnx", val),
+                reference=_probs(OnnxBackend(plain, threads=2), val))
+        if tflite:  # as the bundle's files were made
+            student = as_shipped(equalize_channels(student, calib, strength)[0] if strength else student)
         if tflite:
             for name, bits, float_ops in [("TFLite int8, full-integer", 8, []),
                                           (f"TFLite int8, float: {compact(shipped)} (shipped)", 8, shipped),

@@ -46,6 +46,7 @@ class QuantizeRecipe:
     calibration_windows: int = 256
     calibration_method: str = "minmax"
     channel_equalization: float = 0.0  # strength in [0, 1] of quantize.equalize (0: off)
+    activation_bounds: bool = False  # clamp the float student's activations to their calibrated ranges
     qat_epochs: int = 4
     qat_self_weight: float = 4.0
     qat_samples_per_epoch: int = 8192
@@ -125,6 +126,8 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     if isinstance(n_plan, bool) or not isinstance(n_plan, int) or n_plan < 0:
         raise ConfigError(f"precision_train_windows is a number of training windows (0 or more), not {n_plan!r}")
     check_strength(recipe.channel_equalization)
+    if not isinstance(recipe.activation_bounds, bool):
+        raise ConfigError(f"activation_bounds is true or false, not {recipe.activation_bounds!r}")
     if recipe.calibration_method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, "
                           f"not {recipe.calibration_method!r}")
@@ -197,6 +200,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
                         calibration_method=recipe.calibration_method, float_ops=recipe.float_ops,
                         precision_target=recipe.precision_target, plan_windows=plan_windows,
                         channel_equalization=recipe.channel_equalization,
+                        activation_bounds=recipe.activation_bounds,
                         record_rule=recipe.record_rule, record_train=record_train,
                         include_teacher=recipe.include_teacher, force=force,
                         recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)

@@ -125,6 +125,25 @@ def results_markdown(card: dict, bundle: str = "bundles/default") -> str:
                          f"{_pct(d['argmax_agreement'])} | "
                          f"{_count(d.get('record_top_label_agreement'), d.get('n_records_compared'))} |" +
                          (f" {_count(rule.get('agreement'), rule.get('n_records_compared'))} |" if by_rule else ""))
+    machine = fid.get("measured_on")
+    if machine:
+        kernel = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
+                  "avx2": "AVX2 without VNNI, where ONNX Runtime's u8s8 kernel can saturate"}.get(
+            machine["int8_kernel"], machine["int8_kernel"])
+        lines += ["", f"Measured with ONNX Runtime {machine['onnxruntime']} on a CPU with {kernel}: ONNX Runtime's "
+                      "int8 figures can differ slightly on another kind of CPU (without VNNI its u8s8 kernel sums "
+                      "pairs of products in 16 bits, which saturate on large ones)."]
+    bounds = student.get("activation_bounds")
+    if bounds and bounds.get("held_out"):
+        h = bounds["held_out"]
+        vs = h.get("int8_vs_unbounded_max_abs_prob_error") or {}
+        lines += ["", f"The float student's activations are bounded to their ranges on the {bounds['windows']:,} "
+                      "calibration windows (`quantize/activation_bounds.py`), and every file above is made from the "
+                      f"bounded student. Against the student as trained, the fp32 file differs on "
+                      f"{_count(h['windows_changed'] / h['windows'], h['windows'])} of the held-out windows, by at most "
+                      f"{h['max_abs_prob_change']:.4f}, with the same top label on {_pct(h['top_label_same'])} of all "
+                      "windows" + (" (int8 against the student as trained: max " +
+                                   " / ".join(f"{v:.4f} {k}" for k, v in vs.items()) + ")" if vs else "") + "."]
     if card.get("precision_plan"):
         lines += _plan_markdown(card["precision_plan"])
     chest = ev.get("chest_lead")

@@ -1,5 +1,5 @@
-"""int8 TFLite student: a Keras mirror of :class:`distill.student.EdgeStudent` with BatchNorm folded,
-converted with TensorFlow's TFLiteConverter and a representative data set of real windows.
+"""int8 TFLite student: a Keras mirror of :class:`distill.student.EdgeStudent` with BatchNorm folded (and
+the activation bounds of :mod:`quantize.activation_bounds`, where set), converted with TensorFlow's TFLiteConverter and a representative data set of real windows.
 
 Full-integer (int8 in and out) when every op is quantized; with ``float_ops`` (op ids such as ``conv0``,
 ``add1``, ``head``: :mod:`quantize.float_ops`) those parts stay float through TensorFlow's selective
@@ -46,6 +46,25 @@ def keras_student(student: nn.Module, activation: str, window_samples: int = WIN
     from distill.student import ConvBNReLU, ResidualConv
 
     L = tf.keras.layers
+
+    class Clip(L.Layer):
+        """``nn.Hardtanh(lo, hi)`` of a residual block's Conv-BN output (TFLite: MINIMUM, MAXIMUM)."""
+
+        def __init__(self, lo: float, hi: float, **kwargs):
+            super().__init__(**kwargs)
+            self.lo, self.hi = float(lo), float(hi)
+
+        def call(self, t):
+            return tf.keras.ops.clip(t, self.lo, self.hi)
+
+    def relu(act: nn.Module, name: str):
+        """The block's ReLU, with the upper bound of an ``nn.Hardtanh(0, hi)`` (:mod:`quantize.activation_bounds`)."""
+        if isinstance(act, nn.Hardtanh):
+            if act.min_val != 0.0:
+                raise TypeError(f"no Keras mirror for a block output bounded below at {act.min_val}, not 0")
+            return L.ReLU(max_value=float(act.max_val), name=name)
+        return L.ReLU(name=name)
+
     inp = L.Input((window_samples, 1), batch_size=1, name="ecg")
     x = inp
     weights = []
@@ -54,8 +73,12 @@ def keras_student(student: nn.Module, activation: str, window_samples: int = WIN
             conv, bn = block[0], block[1]
             k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
             x = L.ZeroPadding1D((p, p))(x)
-            layer = L.Conv1D(conv.out_channels, k, strides=s, padding="valid", activation="relu", name=f"block{i}")
-            x = layer(x)
+            if isinstance(block[2], nn.Hardtanh):
+                layer = L.Conv1D(conv.out_channels, k, strides=s, padding="valid")
+                x = relu(block[2], f"block{i}")(layer(x))
+            else:  # the ReLU fused into the convolution, as trained
+                layer = L.Conv1D(conv.out_channels, k, strides=s, padding="valid", activation="relu", name=f"block{i}")
+                x = layer(x)
             weights.append((layer, _fold(conv, bn)))
         elif isinstance(block, ResidualConv):
             k, p = block.conv.kernel_size[0], block.conv.padding[0]
@@ -63,7 +86,9 @@ def keras_student(student: nn.Module, activation: str, window_samples: int = WIN
             layer = L.Conv1D(block.conv.out_channels, k, padding="valid")
             y = layer(y)
             weights.append((layer, _fold(block.conv, block.bn)))
-            x = L.ReLU(name=f"block{i}")(L.Add()([y, x]))
+            if block.branch_bound is not None:
+                y = Clip(block.branch_bound.min_val, block.branch_bound.max_val)(y)
+            x = relu(block.act, f"block{i}")(L.Add()([y, x]))
         else:
             raise TypeError(f"no Keras mirror for {type(block).__name__}")
     x = L.GlobalAveragePooling1D(name="pool")(x)

@@ -45,12 +45,17 @@ def test_int8_tracks_fp32_on_real_held_out_windows(bundle_dir, test_windows):
     fp32 = open_backend(bundle_dir, precision="fp32").predict(x)
     int8 = open_backend(bundle_dir, precision="int8").predict(x)
     tfl = open_backend(bundle_dir, runtime="tflite").predict(x)
-    # these windows are among the card's held-out windows: their errors cannot exceed the card's maximum
-    # (0.089 ONNX, 0.218 TFLite on all 5,523), and their means stay near the card's (0.0029, 0.0041)
+    # these windows are among the card's held-out windows: their errors cannot exceed the card's maximum over
+    # all 5,523, and their means stay near the card's. ONNX Runtime's int8 kernels differ between CPUs with and
+    # without VNNI (u8s8 saturation), so on another kind of CPU than the card's the ONNX bound is the 0.03
+    from quantize.fidelity import int8_kernel
+
     fid = load_bundle(bundle_dir).card["fidelity"]
     onnx_card, tfl_card = fid["student_onnx_int8_vs_fp32"], fid["student_tflite_int8_vs_fp32"]
     err, err_tfl = np.abs(int8 - fp32), np.abs(tfl - fp32)
-    assert err.max() <= onnx_card["max_abs_prob_error"] + 1e-4 and err_tfl.max() <= tfl_card["max_abs_prob_error"] + 1e-4
+    same_cpu = (fid.get("measured_on") or {}).get("int8_kernel") == int8_kernel()
+    assert err.max() <= (onnx_card["max_abs_prob_error"] + 1e-4 if same_cpu else 0.03)
+    assert err_tfl.max() <= tfl_card["max_abs_prob_error"] + 1e-4
     assert err.mean() <= 0.005 and (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.99
     assert err_tfl.mean() <= 0.006 and (tfl.argmax(1) == fp32.argmax(1)).mean() >= 0.98
 
@@ -67,9 +72,19 @@ def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, mitdb,
     val = cinc2017_windows("val", limit=80)
     card = build_bundle(models_dir / "student.pth", tmp_path / "b", calib, test_windows, val, None, tflite=True,
                         chest=chest, record_rule="logistic", record_train=cinc2017_windows("train", limit=300),
-                        channel_equalization=0.5)
+                        channel_equalization=0.5, activation_bounds=True)
     eq = card["student"]["channel_equalization"]  # every file comes from the equalized student: same function
     assert eq["strength"] == 0.5 and eq["windows"] == 64 and eq["max_abs_logit_change"] < 1e-3
+    bounds = card["student"]["activation_bounds"]  # ... with its activations bounded on the calibration windows
+    assert bounds["windows"] == 64 and bounds["max_abs_logit_change"] == 0.0 and len(bounds["blocks"]) == 12
+    moved = bounds["held_out"]  # 64 calibration windows leave some held-out windows beyond the bounds
+    assert moved["windows"] == len(test_windows) and 0 < moved["windows_changed"] < moved["windows"]
+    assert 0 < moved["max_abs_prob_change"] < 1 and 0.9 <= moved["top_label_same"] <= 1
+    # int8 against the student as trained: no closer than the bounded fp32 file it was made from is to it
+    vs_trained = moved["int8_vs_unbounded_max_abs_prob_error"]
+    assert set(vs_trained) == {"student_int8.onnx", "student_int8.tflite"}
+    assert vs_trained["student_int8.onnx"] <= card["fidelity"]["student_onnx_int8_vs_fp32"]["max_abs_prob_error"] + \
+        moved["max_abs_prob_change"] + 1e-6
     assert [s["blocks"][0] for s in eq["stages"]] == [0, 1, 2, 3, 5, 7, 10]
     cl = card["evaluation"]["chest_lead"]
     assert set(cl["models"]) == {"student_fp32.onnx", "student_int8.onnx", "student_int8.tflite"}
@@ -79,6 +94,9 @@ def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, mitdb,
         assert all(0 <= m[k]["expected_top_fraction"] <= 1 for k in m)
     fid = card["fidelity"]
     assert fid["student_onnx_fp32_vs_torch"]["max_abs_prob_error"] < 1e-4
+    from quantize.fidelity import int8_kernel  # the card says which kind of CPU measured the int8 figures
+
+    assert fid["measured_on"]["int8_kernel"] == int8_kernel() and fid["measured_on"]["onnxruntime"]
     assert fid["student_onnx_int8_vs_fp32"]["mean_abs_prob_error"] <= 0.005
     assert fid["student_onnx_int8_vs_fp32"]["n_records"] == 120
     assert fid["student_onnx_int8_vs_fp32"]["record_top_label_agreement"] >= 0.95
@@ -143,6 +161,19 @@ def test_tflite_float_ops_are_the_ones_asked_for(tmp_path, models_dir, test_wind
     assert dtypes(path, "FULLY_CONNECTED") == dtypes(path, "SOFTMAX") == [np.float32]
     with pytest.raises(ValueError, match="conv0..conv11, add0..add4, head"):
         convert_tflite_int8(student, "softmax", tmp_path / "bad.tflite", calib, float_ops=["conv12"])
+    # with activation bounds, a float part's bounds (MINIMUM / MAXIMUM, RELU) stay float with it
+    from quantize.activation_bounds import bound_activations
+
+    path = tmp_path / "bounded.tflite"
+    q = convert_tflite_int8(bound_activations(student, calib)[0], "softmax", path, calib, float_ops=["conv0", "add1"])
+    it = Interpreter(model_path=str(path))
+    out = {it._get_tensor_details(op["outputs"][0], 0)["name"]: (op["op_name"], it._get_tensor_details(op["outputs"][0], 0)["dtype"])
+           for op in it._get_ops_details()}
+    floated = set(q["float_nodes"])
+    bound_ops = {n: v for n, v in out.items() if v[0] in ("MINIMUM", "MAXIMUM", "RELU")}
+    assert sum(n in floated for n in bound_ops) == 4  # conv0: MINIMUM, RELU; add1: MINIMUM, RELU
+    assert all(dtype == (np.float32 if n in floated else np.int8) for n, (_, dtype) in bound_ops.items())
+    assert dtypes(path, "CONV_2D") == [np.float32] + [np.int8] * 11
 
 
 def test_tampered_bundles_fail_clearly(tmp_path, bundle_dir):

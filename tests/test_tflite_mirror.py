@@ -1,6 +1,6 @@
 """The TFLite student is converted from a Keras mirror of the torch student: prove the two definitions equal,
-block by block, on real windows, for the shipped student (as trained and channel-equalized, as the bundle's
-files are made) and for a freshly initialised one of another shape."""
+block by block, on real windows, for the shipped student (as trained, channel-equalized, and with activation
+bounds, as the bundle's files are made) and for a freshly initialised one of another shape."""
 import numpy as np
 import pytest
 import torch
@@ -32,17 +32,26 @@ def _keras_blocks(model, n_blocks, x):
     return [[np.asarray(t) for t in probe(x[i:i + 1, :, None])] for i in range(len(x))], names
 
 
-@pytest.mark.parametrize("which", ["shipped", "equalized", "random"])
+@pytest.mark.parametrize("which", ["shipped", "equalized", "bounded", "random"])
 def test_keras_mirror_equals_torch_student_block_by_block(which, models_dir, cinc):
     from distill.data import cinc2017_windows
 
-    if which in ("shipped", "equalized"):
+    x = cinc2017_windows("test", limit=3).x[:4].astype(np.float32)
+    if which in ("shipped", "equalized", "bounded"):
         student, _ = load_model(models_dir / "student_qat.pth")
-        if which == "equalized":  # the bundle's files come from the channel-equalized student
+        if which in ("equalized", "bounded"):  # the bundle's files come from the channel-equalized student
             from quantize.equalize import equalize_channels
 
             calib = np.clip(cinc2017_windows("train", limit=10).x[:16].astype(np.float32), -8, 8)
             student = equalize_channels(student, calib, 0.5)[0]
+        if which == "bounded":  # ... with its activations bounded (quantize.activation_bounds)
+            from quantize.activation_bounds import bound_activations
+
+            unbounded = student
+            student = bound_activations(student, calib)[0]
+            x[1, 2000:2020] += 15.0  # an artefact that goes beyond the bounds
+            plain, inside = _torch_blocks(unbounded.eval(), x), _torch_blocks(student.eval(), x)
+            assert sum(not np.allclose(a, b) for a, b in zip(plain, inside)) >= 3  # the bounds are at work
     else:
         torch.manual_seed(3)
         student = EdgeStudent(StudentConfig(channels=(8, 12, 16), kernels=(9, 5, 3), strides=(4, 2, 1),
@@ -54,7 +63,6 @@ def test_keras_mirror_equals_torch_student_block_by_block(which, models_dir, cin
                 m.weight.data.uniform_(0.5, 1.5)
                 m.bias.data.uniform_(-0.2, 0.2)
     student.eval()
-    x = cinc2017_windows("test", limit=3).x[:4].astype(np.float32)
     ref = _torch_blocks(student, x)
     per_window, names = _keras_blocks(keras_student(student, "softmax"), len(student.features), x)
     for j, name in enumerate(names):

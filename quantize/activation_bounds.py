@@ -1,0 +1,124 @@
+"""Activation bounds: clamp the float student's activations to the ranges its int8 files cover.
+
+int8 activations (ONNX Runtime QDQ and TFLite alike) hold each tensor on the range calibration saw, and a
+window whose activations go beyond it (an electrode artefact of 15 standard deviations, say) is clipped
+there in the int8 file but not in the float one. Those clipped windows are the worst of the int8 error's
+tail: on the default student, the windows whose int8 error stays above 0.03 whichever part is kept in
+float exceed the calibrated range of several tensors by up to 80 %. A wider range (more calibration
+windows) rounds every window more coarsely instead (``python -m quantize.precision_study --calibrations``).
+
+:func:`bound_activations` therefore puts the clipping into the float model too, as a ReLU6-style bound:
+each quantized activation of an :class:`~distill.student.EdgeStudent` (every block's output, and in a
+residual block the Conv-BN output that meets the shortcut) is clamped to the [min, max] it takes on the
+calibration windows (``nn.Hardtanh``; ``Clip`` in ONNX, ``MINIMUM``/``MAXIMUM`` in TFLite). On those
+windows nothing changes; the int8 files calibrated on them then hold exactly the float model's ranges,
+and int8 against float is rounding alone. The bounded student is what the bundle's fp32 and int8 files are
+made from, and the model card says how far it moved from the unbounded one (``activation_bounds``).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from distill.torch_dataset import predict
+from edge_sdk.errors import ConfigError
+
+
+def check_boundable(student: nn.Module) -> None:
+    """:class:`ConfigError` unless ``student`` is an EdgeStudent whose blocks this module can bound."""
+    _blocks(student)
+
+
+def _blocks(student: nn.Module):
+    from distill.student import ConvBNReLU, EdgeStudent, ResidualConv
+
+    if not isinstance(student, EdgeStudent):
+        raise ConfigError(f"activation bounds apply to the EdgeStudent architecture, not {type(student).__name__}; "
+                          "set activation_bounds to false")
+    for i, block in enumerate(student.features):
+        if not isinstance(block, (ConvBNReLU, ResidualConv)):
+            raise ConfigError(f"activation bounds: block {i} ({type(block).__name__}) is neither a Conv-BN-ReLU "
+                              "nor a residual block; set activation_bounds to false")
+    return list(student.features)
+
+
+@torch.no_grad()
+def activation_ranges(student: nn.Module, windows: np.ndarray, batch: int = 64) -> list[dict]:
+    """Per block of ``student.features``: ``{"out": (lo, hi)}`` of its output and, for a residual block,
+    ``"branch": (lo, hi)`` of its Conv-BN output, over the windows ``(n, L)`` (float, eval mode)."""
+    blocks = _blocks(student)
+    found: list[dict] = [{} for _ in blocks]
+
+    def keep(i: int, key: str):
+        def hook(_module, _inputs, out):
+            lo, hi = float(out.min()), float(out.max())
+            old = found[i].get(key)
+            found[i][key] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+        return hook
+
+    hooks = []
+    for i, block in enumerate(blocks):
+        hooks.append(block.register_forward_hook(keep(i, "out")))
+        if hasattr(block, "bn") and hasattr(block, "conv"):
+            hooks.append(block.bn.register_forward_hook(keep(i, "branch")))
+    was_training = student.training
+    try:
+        predict(student, np.asarray(windows, np.float32), batch_size=batch)
+    finally:
+        for h in hooks:
+            h.remove()
+        student.train(was_training)
+    return found
+
+
+@torch.no_grad()
+def bound_activations(student: nn.Module, windows: np.ndarray) -> tuple[nn.Module, dict]:
+    """A copy of ``student`` whose activations are clamped to their range on ``windows`` (see the module
+    docstring); the original is untouched.
+
+    ``windows``: the int8 calibration windows ``(n, L)``, z-scored and clipped as the int8 input is. Returns
+    the bounded student (eval mode) and a report for the model card: per block the bounds, and the largest
+    change of the logits on ``windows`` (none: float rounding at most). :class:`ConfigError` for a model other
+    than an EdgeStudent; ValueError for no windows."""
+    x = np.asarray(windows, np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"activation bounds need windows (n, L) with n >= 1, not shape {x.shape}")
+    bounded = copy.deepcopy(student).eval()
+    ranges = activation_ranges(bounded, x)
+    report_blocks = []
+    for i, (block, r) in enumerate(zip(bounded.features, ranges)):
+        hi = max(r["out"][1], 0.0)
+        entry = {"block": i, "out": [0.0, round(hi, 6)]}
+        if "branch" in r:
+            lo_b, hi_b = r["branch"]
+            block.branch_bound = nn.Hardtanh(lo_b, hi_b)
+            block.act = nn.Hardtanh(0.0, hi)
+            entry["branch"] = [round(lo_b, 6), round(hi_b, 6)]
+        else:
+            block[2] = nn.Hardtanh(0.0, hi)
+        report_blocks.append(entry)
+    was_training = student.training
+    try:
+        diff = float(np.abs(predict(student, x) - predict(bounded, x)).max())
+    finally:
+        student.train(was_training)
+    return bounded, {"windows": int(len(x)), "blocks": report_blocks, "max_abs_logit_change": diff,
+                     "rule": "each block's output clamped to [0, its max], a residual block's Conv-BN output to "
+                             "[its min, its max], over the calibration windows"}
+
+
+
+def bounds_effect(unbounded: np.ndarray, bounded: np.ndarray) -> dict:
+    """How far the bounds move the float student: probabilities ``(n, C)`` of the student as trained and of
+    the bounded one on the same (held-out) windows -> windows changed at all (by more than 1e-6), the largest
+    absolute change, and the share of windows whose top output stays the same."""
+    a, b = np.asarray(unbounded), np.asarray(bounded)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"probabilities (n, C) of the same windows expected, not shapes {a.shape} and {b.shape}")
+    change = np.abs(a - b).max(1) if len(a) else np.zeros(0)
+    return {"windows": int(len(a)), "windows_changed": int((change > 1e-6).sum()),
+            "max_abs_prob_change": float(change.max()) if len(a) else 0.0,
+            "top_label_same": float((a.argmax(1) == b.argmax(1)).mean()) if len(a) else 1.0}
