@@ -151,3 +151,31 @@ def test_bundle_plan_measures_on_validation_and_training_windows(tmp_path, model
     assert plan["measured_on"] == f"{len(val) + 24} windows: {len(val)} validation + 24 training (not the calibration ones)"
     assert plan["steps"][1]["added"] == "conv0" and plan["float_ops"] == ["conv0"]
     assert card["files"]["student_int8.onnx"]["quantization"]["float_ops"] == ["conv0"]
+
+
+def test_precision_study_of_a_bundle_with_activation_bounds_measures_them_too(tmp_path, bundle_dir, cinc, mitdb):
+    """A card that says its student was bounded (quantize.activation_bounds): the study adds the shipped float
+    parts without the bounds, measured against that unbounded student's own fp32 model, and bounds the
+    students of its other variants as the build did."""
+    import json
+    import shutil
+
+    from quantize.precision_study import study
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    card = json.loads((copy / "model_card.json").read_text())
+    card["student"]["activation_bounds"] = {"windows": card["recipe"]["calibration_windows"]}
+    (copy / "model_card.json").write_text(json.dumps(card))
+    plain = study(bundle_dir, n_sqnr=8, tflite=False, limit=10, sweep=[1.0])
+    bounded = study(copy, n_sqnr=8, tflite=False, limit=10, sweep=[1.0])
+    rows, before = {v["variant"]: v for v in bounded["variants"]}, {v["variant"]: v for v in plain["variants"]}
+    unbounded = next(k for k in rows if k.endswith("without activation bounds (against its own fp32)"))
+    assert not any("activation bounds" in k for k in before)
+    # the unbounded student's int8 file against its own float model: this bundle's files are unbounded, so
+    # that is the shipped row again, up to float rounding of the second export
+    shipped = next(v for k, v in rows.items() if k.endswith("(shipped)"))
+    assert abs(rows[unbounded]["max_abs_prob_error"] - shipped["max_abs_prob_error"]) < 1e-3
+    # the swept strength's student is bounded here and not there: its figures differ
+    swept = next(k for k in rows if k.endswith(", channel equalization 1"))
+    assert rows[swept]["max_abs_prob_error"] != before[swept]["max_abs_prob_error"]

@@ -47,14 +47,15 @@ def test_int8_tracks_fp32_on_real_held_out_windows(bundle_dir, test_windows):
     tfl = open_backend(bundle_dir, runtime="tflite").predict(x)
     # these windows are among the card's held-out windows: their errors cannot exceed the card's maximum over
     # all 5,523, and their means stay near the card's. ONNX Runtime's int8 kernels differ between CPUs with and
-    # without VNNI (u8s8 saturation), so on another kind of CPU than the card's the ONNX bound is the 0.03
+    # without VNNI (u8s8 saturation), so on another kind of CPU than the card's (or one the card does not name)
+    # the ONNX bound gets 0.01 of room: the committed files measured 0.0313 without VNNI and 0.0307 with it
     from quantize.fidelity import int8_kernel
 
     fid = load_bundle(bundle_dir).card["fidelity"]
     onnx_card, tfl_card = fid["student_onnx_int8_vs_fp32"], fid["student_tflite_int8_vs_fp32"]
     err, err_tfl = np.abs(int8 - fp32), np.abs(tfl - fp32)
     same_cpu = (fid.get("measured_on") or {}).get("int8_kernel") == int8_kernel()
-    assert err.max() <= (onnx_card["max_abs_prob_error"] + 1e-4 if same_cpu else 0.03)
+    assert err.max() <= onnx_card["max_abs_prob_error"] + (1e-4 if same_cpu else 0.01)
     assert err_tfl.max() <= tfl_card["max_abs_prob_error"] + 1e-4
     assert err.mean() <= 0.005 and (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.99
     assert err_tfl.mean() <= 0.006 and (tfl.argmax(1) == fp32.argmax(1)).mean() >= 0.98
