@@ -343,8 +343,8 @@ def _add_quantize(sub) -> None:
                         "lose less; 0 = off [default: 0; configs/default_bundle.json: 0.5]")
     p.add_argument("--activation-bounds", action=argparse.BooleanOptionalAction, default=None,
                    help="clamp the float student's activations to their range on the calibration windows "
-                        "before export, so int8 clips nothing the float model keeps (see README, Quantization) "
-                        "[default: off; configs/default_bundle.json: on]")
+                        "before export, so int8 clips nothing the float model keeps (see README, Quantization; "
+                        "measured, not used by configs/default_bundle.json) [default: off]")
     p.add_argument("--no-tflite", action="store_true", default=None, help="skip the TFLite model (no TensorFlow needed)")
     p.add_argument("--qat-epochs", type=int, default=None,
                    help="quantization-aware fine-tuning epochs before export; 0 = post-training quantization "
