@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.inference.onnx_backend import int8_kernel
+
 MODELS = [
     # (key, label, runtime, bundle file or checkpoint)
     ("teacher_torch_fp32", "teacher fp32 (torch)", "torch", None),
@@ -257,7 +259,7 @@ def run_bench(bundle_dir: str = "bundles/default", teacher_ckpt: str | None = No
     streaming = streaming_figures(bundle_dir, long_records, stream_seconds)
     streaming["emulated_ble"] = emulated_streams(bundle_dir, emulated_count, stream_seconds)
     report = {"machine": {"platform": platform.platform(), "python": platform.python_version(), "cores": cores,
-                          "processor": platform.processor()},
+                          "processor": platform.processor(), "int8_kernel": int8_kernel()},
               "settings": {"repeats": repeats, "batch": batch, "eval_limit": eval_limit, "bundle": str(bundle_dir),
                            "teacher": str(teacher_path) if teacher_path else None, "teacher_note": teacher_note},
               "evaluation": {"data": test.description, "n_records": len(test.records), "labels": names,

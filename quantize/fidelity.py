@@ -13,29 +13,9 @@ from distill.data import WindowSet
 from distill.labels import challenge2017_f1, is_cinc2017_labeled
 from distill.metrics import evaluate_by_name, record_probabilities, scorable_outputs, record_classes
 from distill.record_rule_fit import bootstrap_against_mean, rule_score
+from edge_sdk.inference.onnx_backend import int8_kernel
 from edge_sdk.labels import DEFAULT_THRESHOLD
 from edge_sdk.record_rule import RecordRule
-
-
-def int8_kernel() -> str:
-    """Which integer dot product this machine's CPU gives ONNX Runtime's int8 (u8s8) kernels: ``avx512_vnni``
-    or ``avx_vnni`` (exact 32-bit accumulation), ``avx2`` (VPMADDUBSW, whose 16-bit pair sums saturate on
-    large products: ONNX Runtime's quantization notes, ``reduce_range``), else the machine's architecture.
-    int8 figures measured on one kind can differ slightly on another."""
-    import platform
-    from pathlib import Path
-
-    info = Path("/proc/cpuinfo")
-    flags: set[str] = set()
-    if info.is_file():
-        for line in info.read_text(errors="replace").splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    for flag in ("avx512_vnni", "avx_vnni", "avx2"):
-        if flag in flags:
-            return flag
-    return platform.machine() or "unknown"
 
 
 def measuring_machine() -> dict:

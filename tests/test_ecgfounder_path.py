@@ -115,6 +115,9 @@ def test_quick_bench_reports_auroc_by_name(pipeline, official):
                        eval_limit=60, stream_records=2, stream_seconds=3.0, emulated_count=1,
                        models=["student_onnx_int8"])
     assert report["evaluation"]["scored"] == ["ATRIAL FIBRILLATION"]
+    from edge_sdk.inference.onnx_backend import int8_kernel  # int8 latency and error follow the CPU's kind
+
+    assert report["machine"]["int8_kernel"] == int8_kernel() != ""
     assert "SINUS RHYTHM" in report["evaluation"]["not_scored"]
     assert all(set(r["auroc"]) == {"ATRIAL FIBRILLATION"} for r in report["models"])
     assert (pipeline[2] / "bench" / "results.md").read_text().count("AUROC ATRIAL FIBRILLATION") == 1

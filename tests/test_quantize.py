@@ -49,7 +49,7 @@ def test_int8_tracks_fp32_on_real_held_out_windows(bundle_dir, test_windows):
     # all 5,523, and their means stay near the card's. ONNX Runtime's int8 kernels differ between CPUs with and
     # without VNNI (u8s8 saturation), so on another kind of CPU than the card's (or one the card does not name)
     # the ONNX bound gets 0.01 of room: the committed files measured 0.0313 without VNNI and 0.0307 with it
-    from quantize.fidelity import int8_kernel
+    from edge_sdk.inference.onnx_backend import int8_kernel
 
     fid = load_bundle(bundle_dir).card["fidelity"]
     onnx_card, tfl_card = fid["student_onnx_int8_vs_fp32"], fid["student_tflite_int8_vs_fp32"]
@@ -95,7 +95,7 @@ def test_build_bundle_from_student_checkpoint(tmp_path, models_dir, cinc, mitdb,
         assert all(0 <= m[k]["expected_top_fraction"] <= 1 for k in m)
     fid = card["fidelity"]
     assert fid["student_onnx_fp32_vs_torch"]["max_abs_prob_error"] < 1e-4
-    from quantize.fidelity import int8_kernel  # the card says which kind of CPU measured the int8 figures
+    from edge_sdk.inference.onnx_backend import int8_kernel  # the card says which kind of CPU measured the int8 figures
 
     assert fid["measured_on"]["int8_kernel"] == int8_kernel() and fid["measured_on"]["onnxruntime"]
     assert fid["student_onnx_int8_vs_fp32"]["mean_abs_prob_error"] <= 0.005

@@ -28,3 +28,23 @@ class OnnxBackend(Backend):
     def predict(self, windows: np.ndarray) -> np.ndarray:
         x = self._check(windows)[:, None, :]
         return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
+
+
+def int8_kernel() -> str:
+    """Which integer dot product this machine's CPU gives ONNX Runtime's int8 (u8s8) kernels: ``avx512_vnni``
+    or ``avx_vnni`` (exact 32-bit accumulation), ``avx2`` (VPMADDUBSW, whose 16-bit pair sums saturate on
+    large products: ONNX Runtime's quantization notes, ``reduce_range``), else the machine's architecture.
+    int8 figures measured on one kind can differ slightly on another."""
+    import platform
+
+    info = Path("/proc/cpuinfo")
+    flags: set[str] = set()
+    if info.is_file():
+        for line in info.read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    for flag in ("avx512_vnni", "avx_vnni", "avx2"):
+        if flag in flags:
+            return flag
+    return platform.machine() or "unknown"
