@@ -142,9 +142,9 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
             what = f"channel equalization {other:g}" if other else "without channel equalization"
             row(f"int8, float: {compact(shipped)}, {what}", *onnx_figures(work / "plain.onnx", val),
                 reference=_probs(OnnxBackend(plain, threads=2), val))
-        if tflite:  # as the bundle's files were made
-            student = as_shipped(equalize_channels(student, calib, strength)[0] if strength else student)
         if tflite:
+            # as the bundle's files were made
+            student = as_shipped(equalize_channels(student, calib, strength)[0] if strength else student)
             for name, bits, float_ops in [("TFLite int8, full-integer", 8, []),
                                           (f"TFLite int8, float: {compact(shipped)} (shipped)", 8, shipped),
                                           ("TFLite 16x8 (16-bit activations, int8 weights)", 16, [])]:
