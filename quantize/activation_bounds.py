@@ -31,6 +31,10 @@ from distill.torch_dataset import predict
 from edge_sdk.errors import ConfigError
 
 
+#: The narrowest bound interval: a tensor that is constant on every calibration window gets this width.
+MIN_WIDTH = 1e-6
+
+
 def check_boundable(student: nn.Module) -> None:
     """:class:`ConfigError` unless ``student`` is an EdgeStudent whose blocks this module can bound."""
     _blocks(student)
@@ -94,10 +98,13 @@ def bound_activations(student: nn.Module, windows: np.ndarray) -> tuple[nn.Modul
     ranges = activation_ranges(bounded, x)
     report_blocks = []
     for i, (block, r) in enumerate(zip(bounded.features, ranges)):
-        hi = max(r["out"][1], 0.0)
+        # a block that is all zeros (or a constant branch) on every window still gets a valid, tiny interval:
+        # nn.Hardtanh needs max > min
+        hi = max(r["out"][1], MIN_WIDTH)
         entry = {"block": i, "out": [0.0, round(hi, 6)]}
         if "branch" in r:
             lo_b, hi_b = r["branch"]
+            hi_b = max(hi_b, lo_b + MIN_WIDTH)
             block.branch_bound = nn.Hardtanh(lo_b, hi_b)
             block.act = nn.Hardtanh(0.0, hi)
             entry["branch"] = [round(lo_b, 6), round(hi_b, 6)]
@@ -112,7 +119,6 @@ def bound_activations(student: nn.Module, windows: np.ndarray) -> tuple[nn.Modul
     return bounded, {"windows": int(len(x)), "blocks": report_blocks, "max_abs_logit_change": diff,
                      "rule": "each block's output clamped to [0, its max], a residual block's Conv-BN output to "
                              "[its min, its max], over the calibration windows"}
-
 
 
 def bounds_effect(unbounded: np.ndarray, bounded: np.ndarray) -> dict:

@@ -102,6 +102,19 @@ def test_bounds_lower_the_int8_error_on_windows_with_artefacts(tmp_path, shipped
     assert bounded.max() < plain.max()
 
 
+def test_a_block_that_is_zero_on_every_window_gets_a_valid_bound(calib):
+    from distill.student import EdgeStudent, StudentConfig
+
+    torch.manual_seed(0)
+    student = EdgeStudent(StudentConfig(channels=(8, 12), kernels=(9, 5), strides=(4, 2), extra_blocks=(1, 0),
+                                        extra_kernels=(3, 3), n_classes=3)).eval()
+    with torch.no_grad():
+        student.features[0][1].bias.fill_(-1e3)  # the first block's ReLU outputs only zeros
+    bounded, report = bound_activations(student, calib[:8])
+    assert report["blocks"][0]["out"][1] <= 1e-5 and report["max_abs_logit_change"] == 0.0
+    assert np.array_equal(_logits(bounded, calib[:8]), _logits(student, calib[:8]))
+
+
 def test_other_models_and_no_windows_are_named_errors(models_dir, calib):
     from distill.checkpoint import load_model
 
