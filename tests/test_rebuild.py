@@ -58,3 +58,21 @@ def test_readme_tables_are_the_committed_cards_numbers(bundle_dir, tmp_path):
     copy.write_text(f"{END}\n{BEGIN}\n")
     with pytest.raises(ConfigError, match="needs one"):
         update_readme(copy, card)
+
+
+def test_readme_tables_name_the_cpu_kind_and_the_activation_bounds_when_the_card_has_them(bundle_dir):
+    """Cards built from 2026-11-27 on say which kind of CPU measured the int8 figures and, with activation
+    bounds, how far the bounds moved the float student (the fields ``build_bundle`` writes; see
+    tests/test_quantize.py); the README block says both."""
+    card = json.loads((bundle_dir / "model_card.json").read_text())
+    assert "measured_on" not in card["fidelity"]  # the committed card predates the field: no sentence
+    assert "CPU with" not in results_markdown(card)
+    card["fidelity"]["measured_on"] = {"int8_kernel": "avx2", "platform": "Linux", "onnxruntime": "1.32.0"}
+    card["student"]["activation_bounds"] = {"windows": 256, "held_out": {
+        "windows": 5523, "windows_changed": 214, "max_abs_prob_change": 0.0786, "top_label_same": 1.0,
+        "int8_vs_unbounded_max_abs_prob_error": {"student_int8.onnx": 0.0763, "student_int8.tflite": 0.0745}}}
+    md = results_markdown(card)
+    assert "ONNX Runtime 1.32.0 on a CPU with AVX2 without VNNI, where ONNX Runtime's u8s8 kernel can saturate" in md
+    assert "bounded to their ranges on the 256 calibration windows" in md
+    assert "differs on 214 (3.87 %) of the held-out windows, by at most 0.0786" in md
+    assert "max 0.0763 student_int8.onnx / 0.0745 student_int8.tflite" in md
