@@ -30,6 +30,8 @@ from torch import nn
 from distill.torch_dataset import predict
 from edge_sdk.errors import ConfigError
 
+from .equalize import observe_quantized_tensors
+
 
 #: The narrowest bound interval: a tensor that is constant on every calibration window gets this width.
 MIN_WIDTH = 1e-6
@@ -56,29 +58,16 @@ def _blocks(student: nn.Module):
 @torch.no_grad()
 def activation_ranges(student: nn.Module, windows: np.ndarray, batch: int = 64) -> list[dict]:
     """Per block of ``student.features``: ``{"out": (lo, hi)}`` of its output and, for a residual block,
-    ``"branch": (lo, hi)`` of its Conv-BN output, over the windows ``(n, L)`` (float, eval mode)."""
-    blocks = _blocks(student)
-    found: list[dict] = [{} for _ in blocks]
+    ``"branch": (lo, hi)`` of its Conv-BN output, over the windows ``(n, L)`` (float, eval mode;
+    :func:`quantize.equalize.observe_quantized_tensors`)."""
+    found: list[dict] = [{} for _ in _blocks(student)]
 
-    def keep(i: int, key: str):
-        def hook(_module, _inputs, out):
-            lo, hi = float(out.min()), float(out.max())
-            old = found[i].get(key)
-            found[i][key] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
-        return hook
+    def keep(i: int, kind: str, out: torch.Tensor) -> None:
+        lo, hi = float(out.min()), float(out.max())
+        old = found[i].get(kind)
+        found[i][kind] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
-    hooks = []
-    for i, block in enumerate(blocks):
-        hooks.append(block.register_forward_hook(keep(i, "out")))
-        if hasattr(block, "bn") and hasattr(block, "conv"):
-            hooks.append(block.bn.register_forward_hook(keep(i, "branch")))
-    was_training = student.training
-    try:
-        predict(student, np.asarray(windows, np.float32), batch_size=batch)
-    finally:
-        for h in hooks:
-            h.remove()
-        student.train(was_training)
+    observe_quantized_tensors(student, windows, keep, batch)
     return found
 
 

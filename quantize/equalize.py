@@ -24,6 +24,7 @@ equalized student, and :func:`equalize_channels` reports how far its outputs mov
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import numpy as np
 import torch
@@ -72,33 +73,38 @@ def stage_blocks(student: nn.Module) -> list[list[int]]:
 
 
 @torch.no_grad()
-def channel_ranges(student: nn.Module, windows: np.ndarray, batch: int = 64) -> list[torch.Tensor]:
-    """Per stage of :func:`stage_blocks`: the largest absolute value of each channel ``(C,)`` over the windows
-    ``(n, L)`` and the stage's quantized tensors (each block's output; in residual blocks also the
-    BatchNorm output that meets the shortcut)."""
-    stages = stage_blocks(student)
-    found: dict[int, torch.Tensor] = {}
-
-    def keep(stage: int):
-        def hook(_module, _inputs, out):
-            r = out.detach().abs().amax(dim=(0, 2)).double()
-            found[stage] = torch.maximum(found[stage], r) if stage in found else r
-        return hook
-
+def observe_quantized_tensors(student: nn.Module, windows: np.ndarray, seen: Callable[[int, str, torch.Tensor], None],
+                              batch: int = 64) -> None:
+    """Run ``student`` (eval mode, its training flag restored after) on the windows ``(n, L)`` and call
+    ``seen(block index, kind, tensor)`` for each batch's quantized tensors: every block's output (kind
+    ``"out"``) and, in a residual block, the BatchNorm output that meets the shortcut (``"branch"``)."""
     hooks = []
-    for k, blocks in enumerate(stages):
-        for i in blocks:
-            block = student.features[i]
-            hooks.append(block.register_forward_hook(keep(k)))
-            if hasattr(block, "bn") and hasattr(block, "conv"):
-                hooks.append(block.bn.register_forward_hook(keep(k)))
+    for i, block in enumerate(student.features):
+        hooks.append(block.register_forward_hook(lambda _m, _in, out, i=i: seen(i, "out", out)))
+        if hasattr(block, "bn") and hasattr(block, "conv"):
+            hooks.append(block.bn.register_forward_hook(lambda _m, _in, out, i=i: seen(i, "branch", out)))
     was_training = student.training
     try:
-        predict(student, windows, batch_size=batch)  # eval mode; the hooks collect the ranges
+        predict(student, np.asarray(windows, np.float32), batch_size=batch)
     finally:
         for h in hooks:
             h.remove()
         student.train(was_training)
+
+
+@torch.no_grad()
+def channel_ranges(student: nn.Module, windows: np.ndarray, batch: int = 64) -> list[torch.Tensor]:
+    """Per stage of :func:`stage_blocks`: the largest absolute value of each channel ``(C,)`` over the windows
+    ``(n, L)`` and the stage's quantized tensors (:func:`observe_quantized_tensors`)."""
+    stages = stage_blocks(student)
+    stage_of = {i: k for k, blocks in enumerate(stages) for i in blocks}
+    found: dict[int, torch.Tensor] = {}
+
+    def keep(i: int, _kind: str, out: torch.Tensor) -> None:
+        r, k = out.detach().abs().amax(dim=(0, 2)).double(), stage_of[i]
+        found[k] = torch.maximum(found[k], r) if k in found else r
+
+    observe_quantized_tensors(student, windows, keep, batch)
     return [found[k] for k in range(len(stages))]
 
 
