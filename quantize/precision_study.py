@@ -70,17 +70,12 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     """Measure the variants on the validation windows (the first ``limit`` records' windows when given);
     ``sweep``: channel-equalization strengths in [0, 1] to measure with the shipped float parts too;
     ``calibrations``: (windows, method) pairs to calibrate ONNX Runtime with, the shipped float parts kept."""
-    from distill.data import DataSpec, cinc2017_windows, load_split
     from quantize.qat import INPUT_RANGE
     from quantize.recipe import sample_calibration
 
     b = load_bundle(bundle)
     recipe = b.card.get("recipe") or {}
-    val = cinc2017_windows("val", limit=limit).x.astype(np.float32)
-    # calibrated as the bundle was: the recipe's training data (with its chest-lead windows), seed and count
-    train = load_split(DataSpec(**(recipe.get("data") or {})), "train")
-    calib = np.clip(sample_calibration(train, recipe.get("calibration_windows", n_calibration), recipe.get("seed", 0)),
-                    -INPUT_RANGE, INPUT_RANGE)
+    val, train, calib = bundle_windows(recipe, limit, n_calibration)
     shipped_method = recipe.get("calibration_method", "minmax")
     fp32 = Path(bundle) / "student_fp32.onnx"
     ref = _probs(OnnxBackend(fp32, threads=2), val)
@@ -150,6 +145,22 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
                                           ("TFLite 16x8 (16-bit activations, int8 weights)", 16, [])]:
                 row(name, *_tflite(student, b.card, calib, val, work, bits, float_ops))
     return out
+
+
+def bundle_windows(recipe: dict, limit: int | None = None, n_calibration: int = 256):
+    """The windows a bundle's int8 files are measured with, never the test split: the Challenge 2017 validation
+    windows (the first ``limit`` records' when given) as float32 ``(n, 5000)``, the recipe's training split
+    (with its chest-lead windows) as a :class:`distill.data.WindowSet`, and the calibration windows drawn from it
+    as the bundle's were (count and seed of ``recipe``, clipped to the QAT input range)."""
+    from distill.data import DataSpec, cinc2017_windows, load_split
+    from quantize.qat import INPUT_RANGE
+    from quantize.recipe import sample_calibration
+
+    val = cinc2017_windows("val", limit=limit).x.astype(np.float32)
+    train = load_split(DataSpec(**(recipe.get("data") or {})), "train")
+    calib = np.clip(sample_calibration(train, recipe.get("calibration_windows", n_calibration), recipe.get("seed", 0)),
+                    -INPUT_RANGE, INPUT_RANGE)
+    return val, train, calib
 
 
 def _bundle_student(bundle: Path, card: dict):
