@@ -179,3 +179,36 @@ def test_precision_study_of_a_bundle_with_activation_bounds_measures_them_too(tm
     # the swept strength's student is bounded here and not there: its figures differ
     swept = next(k for k in rows if k.endswith(", channel equalization 1"))
     assert rows[swept]["max_abs_prob_error"] != before[swept]["max_abs_prob_error"]
+
+
+def test_plan_check_measures_each_plan_on_windows_it_never_saw(fp32_student, cinc, tmp_path):
+    """``quantize.plan_check``: the plan's choice on validation windows, measured again on training windows."""
+    from edge_sdk.inference.onnx_backend import OnnxBackend
+    from quantize.onnx_int8 import quantize_onnx_int8
+    from quantize.plan_check import check_plan_targets, main, markdown, unseen_figures
+
+    train = cinc2017_windows("train", limit=80).x.astype(np.float32)
+    calib, unseen = np.clip(train[:48], -8, 8), train[48:]
+    val = cinc2017_windows("val", limit=60).x.astype(np.float32)
+    rows = check_plan_targets(fp32_student, calib, val, unseen, [0.02], input_range=8.0, max_float=1,
+                              log=lambda m: None)
+    (row,) = rows
+    assert row["target"] == 0.02 and row["plan"]["n_windows"] == len(val) and len(row["float_ops"]) <= 1
+    # the unseen figures are those of the chosen int8 model on the unseen windows, measured independently here
+    path = tmp_path / "chosen.onnx"
+    quantize_onnx_int8(fp32_student, path, calib, input_range=8.0, float_ops=row["float_ops"])
+    err = np.abs(OnnxBackend(path).predict(unseen) - OnnxBackend(fp32_student).predict(unseen)).max(1)
+    expected = unseen_figures(err)
+    assert row["unseen"]["n_windows"] == len(unseen) == expected["n_windows"]
+    assert row["unseen"]["windows_over_0.03"] == expected["windows_over_0.03"]
+    assert abs(row["unseen"]["max_abs_prob_error"] - expected["max_abs_prob_error"]) < 1e-6
+    assert row["unseen"]["second_abs_prob_error"] <= row["unseen"]["max_abs_prob_error"]
+    table = markdown({"planned_on": "v", "checked_on": "u", "accept": 0.03, "rows": rows})
+    assert f"| 0.02 | {row['float_ops'][0] if row['float_ops'] else 'none'} |" in table
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        check_plan_targets(fp32_student, calib, val, unseen, [0.0])
+    with pytest.raises(ValueError, match="no unseen windows"):
+        check_plan_targets(fp32_student, calib, val, unseen[:0], [0.03])
+    for bad in (["--targets", "0.03,abc"], ["--targets", "1.5"], ["--unseen", "0"]):
+        with pytest.raises(SystemExit):
+            main(bad)

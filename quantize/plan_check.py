@@ -1,0 +1,139 @@
+"""Does a precision plan hold on windows it never saw? The measurement behind the recipe's plan target.
+
+``python -m quantize.plan_check --bundle bundles/default --targets 0.03,0.025,0.02`` runs
+:func:`quantize.precision_plan.plan_float_ops` on the bundle's fp32 student once per target, measuring on the
+Challenge 2017 validation windows alone, and then measures each chosen int8 model on training windows that
+neither the calibration nor the plan saw (drawn as the recipe's ``precision_train_windows`` are, with
+:func:`quantize.recipe.sample_plan_windows`). The test split is never read.
+
+A plan run exactly at the acceptance error (0.03) stops as soon as no single part lowers the few windows over
+it, which can be after one or two parts; a lower plan target keeps more windows in play, so each step has
+something to measure. Which target holds on unseen windows is what this module measures: the recipe's
+``precision_target`` is chosen with it. It prints a Markdown table; nothing is written unless ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from edge_sdk.bundle import load_bundle
+
+from .float_ops import compact
+from .onnx_int8 import quantize_onnx_int8
+from .precision_plan import _probs, plan_float_ops
+
+ACCEPT = 0.03  # the issue's acceptance error: max absolute probability error per window
+
+
+def unseen_figures(err: np.ndarray, accept: float = ACCEPT) -> dict:
+    """Summary of per-window max absolute probability errors ``err`` (n,): max, second largest, p99.9 and the
+    number of windows over ``accept``."""
+    top = np.sort(err)[::-1]
+    return {"max_abs_prob_error": float(top[0]), "second_abs_prob_error": float(top[1]) if len(top) > 1 else None,
+            "p999_abs_prob_error": float(np.quantile(err, 0.999)), f"windows_over_{accept}": int((err > accept).sum()),
+            "n_windows": int(len(err))}
+
+
+def check_plan_targets(fp32_path: str | Path, calibration: np.ndarray, plan_windows: np.ndarray,
+                       unseen_windows: np.ndarray, targets: Sequence[float], input_range: float | None = None,
+                       calibration_method: str = "minmax", max_float: int | None = None,
+                       log: Callable[[str], None] = print) -> list[dict]:
+    """For each plan target: the float parts :func:`plan_float_ops` chooses on ``plan_windows`` (n, 5000), what
+    the plan saw on them, and what the chosen int8 model gives on ``unseen_windows`` (m, 5000), which the plan
+    never measured. ValueError for a target outside (0, 1) or no unseen windows."""
+    for t in targets:
+        if not 0 < t < 1:
+            raise ValueError(f"a plan target is a probability error in (0, 1), not {t!r}")
+    x = np.asarray(unseen_windows, np.float32)
+    if len(x) == 0:
+        raise ValueError("no unseen windows to check the plans on")
+    fp32_path = Path(fp32_path)
+    ref = _probs(fp32_path, x)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in targets:
+            plan = plan_float_ops(fp32_path, calibration, plan_windows, target, calibration_method, input_range,
+                                  max_float=max_float, log=log)
+            path = Path(tmp) / "plan.onnx"
+            quantize_onnx_int8(fp32_path, path, calibration, calibration_method, input_range=input_range,
+                               float_ops=plan["float_ops"])
+            last = plan["steps"][-1]
+            rows.append({"target": float(target), "float_ops": plan["float_ops"], "reached": plan["reached"],
+                         "plan": {"max_abs_prob_error": last["max_abs_prob_error"],
+                                  "windows_over_target": last["windows_over_target"], "n_windows": len(plan_windows)},
+                         "unseen": unseen_figures(np.abs(_probs(path, x) - ref).max(1))})
+    return rows
+
+
+def plan_check(bundle: str | Path, targets: Sequence[float], n_unseen: int = 8192, limit: int | None = None,
+               max_float: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """:func:`check_plan_targets` on the bundle's fp32 student, calibrated as the bundle was, planned on the
+    validation windows (the first ``limit`` records' when given) and checked on ``n_unseen`` training windows."""
+    from quantize.qat import INPUT_RANGE
+    from quantize.recipe import sample_plan_windows
+
+    from .precision_study import bundle_windows
+
+    b = load_bundle(bundle)
+    recipe = b.card.get("recipe") or {}
+    val, train, calib = bundle_windows(recipe, limit)
+    unseen = sample_plan_windows(train, n_unseen, recipe.get("calibration_windows", 256), recipe.get("seed", 0))
+    rows = check_plan_targets(Path(bundle) / "student_fp32.onnx", calib, val, unseen, targets, INPUT_RANGE,
+                              recipe.get("calibration_method", "minmax"), max_float=max_float, log=log)
+    return {"planned_on": f"Challenge 2017 validation split, {len(val):,} windows",
+            "checked_on": f"{len(unseen):,} training windows that neither the calibration nor the plan used",
+            "accept": ACCEPT, "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    accept = result["accept"]
+    lines = [f"Planned on {result['planned_on']}; checked on {result['checked_on']}:", "",
+             f"| plan target | float parts | plan's windows: max | over target | unseen: max | second | p99.9 | "
+             f"over {accept} |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        u, p = r["unseen"], r["plan"]
+        second = "n/a" if u["second_abs_prob_error"] is None else f"{u['second_abs_prob_error']:.3f}"
+        lines.append(f"| {r['target']:g} | {compact(r['float_ops']) or 'none'} | {p['max_abs_prob_error']:.3f} | "
+                     f"{p['windows_over_target']} | {u['max_abs_prob_error']:.3f} | {second} | "
+                     f"{u['p999_abs_prob_error']:.3f} | {u[f'windows_over_{accept}']} of {u['n_windows']:,} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m quantize.plan_check", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", default="bundles/default", help="bundle folder [default: bundles/default]")
+    p.add_argument("--targets", default="0.03,0.025,0.02", metavar="T,T,...",
+                   help="plan targets (max absolute probability error) [default: 0.03,0.025,0.02]")
+    p.add_argument("--unseen", type=int, default=8192,
+                   help="training windows to check the plans on [default: 8192]")
+    p.add_argument("--limit", type=int, default=None,
+                   help="plan on the first N validation records only (a quick look) [default: all]")
+    p.add_argument("--out", default=None, help="also write the result as JSON here (refused if it exists)")
+    a = p.parse_args(argv)
+    try:
+        targets = [float(v) for v in a.targets.split(",") if v.strip()]
+    except ValueError:
+        p.error(f"--targets: {a.targets!r} is not a comma-separated list of numbers such as 0.03,0.025")
+    if not targets or not all(0 < t < 1 for t in targets):
+        p.error(f"--targets: every target is a probability error in (0, 1), not {a.targets!r}")
+    if a.unseen < 1:
+        p.error(f"--unseen: a number of windows (1 or more), not {a.unseen}")
+    from edge_sdk.outputs import check_new_file
+
+    if a.out:
+        check_new_file(a.out, False, "plan check result")
+    r = plan_check(a.bundle, targets, a.unseen, a.limit)
+    print(markdown(r))
+    if a.out:
+        Path(a.out).write_text(json.dumps(r, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
