@@ -8,8 +8,8 @@ neither the calibration nor the plan saw (drawn as the recipe's ``precision_trai
 
 A plan run exactly at the acceptance error (0.03) stops as soon as no single part lowers the few windows over
 it, which can be after one or two parts; a lower plan target keeps more windows in play, so each step has
-something to measure. Which target holds on unseen windows is what this module measures: the recipe's
-``precision_target`` is chosen with it. It prints a Markdown table; nothing is written unless ``--out``.
+something to measure. Which target holds on unseen windows is what this module measures, before a recipe's
+``precision_target`` is changed. It prints a Markdown table; nothing is written unless ``--out``.
 """
 from __future__ import annotations
 
@@ -124,11 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--targets: every target is a probability error in (0, 1), not {a.targets!r}")
     if a.unseen < 1:
         p.error(f"--unseen: a number of windows (1 or more), not {a.unseen}")
+    import sys
+
+    from edge_sdk.errors import EdgeSDKError
     from edge_sdk.outputs import check_new_file
 
-    if a.out:
-        check_new_file(a.out, False, "plan check result")
-    r = plan_check(a.bundle, targets, a.unseen, a.limit)
+    try:
+        if a.out:
+            check_new_file(a.out, False, "plan check result")
+        r = plan_check(a.bundle, targets, a.unseen, a.limit)
+    except EdgeSDKError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(markdown(r))
     if a.out:
         Path(a.out).write_text(json.dumps(r, indent=1))

@@ -181,7 +181,7 @@ def test_precision_study_of_a_bundle_with_activation_bounds_measures_them_too(tm
     assert rows[swept]["max_abs_prob_error"] != before[swept]["max_abs_prob_error"]
 
 
-def test_plan_check_measures_each_plan_on_windows_it_never_saw(fp32_student, cinc, tmp_path):
+def test_plan_check_measures_each_plan_on_windows_it_never_saw(fp32_student, cinc, tmp_path, capsys):
     """``quantize.plan_check``: the plan's choice on validation windows, measured again on training windows."""
     from edge_sdk.inference.onnx_backend import OnnxBackend
     from quantize.onnx_int8 import quantize_onnx_int8
@@ -212,3 +212,6 @@ def test_plan_check_measures_each_plan_on_windows_it_never_saw(fp32_student, cin
     for bad in (["--targets", "0.03,abc"], ["--targets", "1.5"], ["--unseen", "0"]):
         with pytest.raises(SystemExit):
             main(bad)
+    # a folder without a bundle: the named error and what to do, no traceback
+    assert main(["--bundle", str(tmp_path)]) == 2
+    assert "error: no model_card.json" in capsys.readouterr().err
