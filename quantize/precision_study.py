@@ -224,11 +224,17 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--calibrations: {item!r} is not N:METHOD with N a whole number of windows >= 1 and METHOD "
                     f"one of {', '.join(CALIBRATION_METHODS)}")
         calibrations.append((int(n), method))
+    import sys
+
     from edge_sdk.outputs import check_new_file
 
-    if a.out:
-        check_new_file(a.out, False, "study result")
-    r = study(a.bundle, tflite=not a.no_tflite, limit=a.limit, sweep=sweep, calibrations=calibrations)
+    try:
+        if a.out:
+            check_new_file(a.out, False, "study result")
+        r = study(a.bundle, tflite=not a.no_tflite, limit=a.limit, sweep=sweep, calibrations=calibrations)
+    except EdgeSDKError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(markdown(r))
     if a.out:
         Path(a.out).write_text(json.dumps(r, indent=1))

@@ -95,6 +95,9 @@ def test_precision_study_measures_the_shipped_choice_against_the_alternatives(bu
         with pytest.raises(SystemExit):
             main(["--bundle", str(bundle_dir), "--calibrations", bad])
         assert "--calibrations: " in capsys.readouterr().err
+    # a folder without a bundle: the named error and what to do, no traceback
+    assert main(["--bundle", str(bundle_dir / "student_int8.onnx")]) == 2
+    assert "error: " in capsys.readouterr().err
 
 
 def test_precision_study_measures_other_calibrations_with_the_shipped_float_parts(bundle_dir, cinc, mitdb):
