@@ -14,7 +14,6 @@ something to measure. Which target holds on unseen windows is what this module m
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
@@ -124,22 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--targets: every target is a probability error in (0, 1), not {a.targets!r}")
     if a.unseen < 1:
         p.error(f"--unseen: a number of windows (1 or more), not {a.unseen}")
-    import sys
+    from .precision_study import report
 
-    from edge_sdk.errors import EdgeSDKError
-    from edge_sdk.outputs import check_new_file
-
-    try:
-        if a.out:
-            check_new_file(a.out, False, "plan check result")
-        r = plan_check(a.bundle, targets, a.unseen, a.limit)
-    except EdgeSDKError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(markdown(r))
-    if a.out:
-        Path(a.out).write_text(json.dumps(r, indent=1))
-    return 0
+    return report(lambda: plan_check(a.bundle, targets, a.unseen, a.limit), markdown, a.out, "plan check result")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -224,20 +224,28 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--calibrations: {item!r} is not N:METHOD with N a whole number of windows >= 1 and METHOD "
                     f"one of {', '.join(CALIBRATION_METHODS)}")
         calibrations.append((int(n), method))
+    return report(lambda: study(a.bundle, tflite=not a.no_tflite, limit=a.limit, sweep=sweep,
+                                calibrations=calibrations), markdown, a.out, "study result")
+
+
+def report(measure: Callable[[], dict], to_markdown: Callable[[dict], str], out: str | None, what: str) -> int:
+    """A measurement command's end: refuse an existing ``out`` before any work, run ``measure``, print its
+    Markdown table and write its JSON to ``out`` (when given). A named :class:`EdgeSDKError` (no bundle, no
+    data) is printed as ``error: ...`` with exit status 2, not a traceback."""
     import sys
 
     from edge_sdk.outputs import check_new_file
 
     try:
-        if a.out:
-            check_new_file(a.out, False, "study result")
-        r = study(a.bundle, tflite=not a.no_tflite, limit=a.limit, sweep=sweep, calibrations=calibrations)
+        if out:
+            check_new_file(out, False, what)
+        r = measure()
     except EdgeSDKError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(markdown(r))
-    if a.out:
-        Path(a.out).write_text(json.dumps(r, indent=1))
+    print(to_markdown(r))
+    if out:
+        Path(out).write_text(json.dumps(r, indent=1))
     return 0
 
 

@@ -218,3 +218,20 @@ def test_plan_check_measures_each_plan_on_windows_it_never_saw(fp32_student, cin
     # a folder without a bundle: the named error and what to do, no traceback
     assert main(["--bundle", str(tmp_path)]) == 2
     assert "error: no model_card.json" in capsys.readouterr().err
+
+
+def test_plan_check_command_on_the_committed_bundle_writes_its_result(bundle_dir, cinc, mitdb, tmp_path, capsys):
+    """``python -m quantize.plan_check`` end to end: a target the all-int8 model already meets plans no float
+    part, and the result is printed and written as JSON (never over an existing file)."""
+    import json
+
+    from quantize.plan_check import main
+
+    out = tmp_path / "check.json"
+    args = ["--bundle", str(bundle_dir), "--targets", "0.9", "--limit", "3", "--unseen", "32", "--out", str(out)]
+    assert main(args) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["float_ops"] == [] and row["reached"] and row["unseen"]["n_windows"] == 32
+    assert "| 0.9 | none |" in capsys.readouterr().out
+    assert main(args) == 2  # the result file exists now
+    assert "error: " in capsys.readouterr().err and json.loads(out.read_text())["rows"] == [row]
