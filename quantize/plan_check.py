@@ -73,16 +73,15 @@ def plan_check(bundle: str | Path, targets: Sequence[float], n_unseen: int = 819
                max_float: int | None = None, log: Callable[[str], None] = print) -> dict:
     """:func:`check_plan_targets` on the bundle's fp32 student, calibrated as the bundle was, planned on the
     validation windows (the first ``limit`` records' when given) and checked on ``n_unseen`` training windows."""
-    from quantize.qat import INPUT_RANGE
     from quantize.recipe import sample_plan_windows
 
     from .precision_study import bundle_windows
 
     b = load_bundle(bundle)
     recipe = b.card.get("recipe") or {}
-    val, train, calib = bundle_windows(recipe, limit)
+    val, train, calib, input_range = bundle_windows(b.card, limit)
     unseen = sample_plan_windows(train, n_unseen, recipe.get("calibration_windows", 256), recipe.get("seed", 0))
-    rows = check_plan_targets(Path(bundle) / "student_fp32.onnx", calib, val, unseen, targets, INPUT_RANGE,
+    rows = check_plan_targets(Path(bundle) / "student_fp32.onnx", calib, val, unseen, targets, input_range,
                               recipe.get("calibration_method", "minmax"), max_float=max_float, log=log)
     return {"planned_on": f"Challenge 2017 validation split, {len(val):,} windows",
             "checked_on": f"{len(unseen):,} training windows that neither the calibration nor the plan used",

@@ -70,12 +70,11 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     """Measure the variants on the validation windows (the first ``limit`` records' windows when given);
     ``sweep``: channel-equalization strengths in [0, 1] to measure with the shipped float parts too;
     ``calibrations``: (windows, method) pairs to calibrate ONNX Runtime with, the shipped float parts kept."""
-    from quantize.qat import INPUT_RANGE
     from quantize.recipe import sample_calibration
 
     b = load_bundle(bundle)
     recipe = b.card.get("recipe") or {}
-    val, train, calib = bundle_windows(recipe, limit, n_calibration)
+    val, train, calib, input_range = bundle_windows(b.card, limit, n_calibration)
     shipped_method = recipe.get("calibration_method", "minmax")
     fp32 = Path(bundle) / "student_fp32.onnx"
     ref = _probs(OnnxBackend(fp32, threads=2), val)
@@ -104,13 +103,13 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
             del variants["int8, first convolution float"]
         for name, (stem, float_ops, bits) in variants.items():
             path = work / f"{stem}.onnx"
-            quantize_onnx_int8(fp32, path, calib, input_range=INPUT_RANGE, float_ops=float_ops,
+            quantize_onnx_int8(fp32, path, calib, input_range=input_range, float_ops=float_ops,
                                activation_bits=bits)
             row(name, *onnx_figures(path, val))
         for n, method in calibrations:
-            other = np.clip(sample_calibration(train, n, recipe.get("seed", 0)), -INPUT_RANGE, INPUT_RANGE)
+            other = clip_input(sample_calibration(train, n, recipe.get("seed", 0)), input_range)
             path = work / "calibration.onnx"
-            quantize_onnx_int8(fp32, path, other, method, input_range=INPUT_RANGE, float_ops=shipped)
+            quantize_onnx_int8(fp32, path, other, method, input_range=input_range, float_ops=shipped)
             row(f"int8, float: {compact(shipped)}, calibrated on {len(other):,} windows ({method}; shipped: "
                 f"{len(calib):,}, {shipped_method})", *onnx_figures(path, val))
         out["tensor_sqnr_db"] = tensor_sqnr(fp32, work / "all8.onnx", val[:n_sqnr], work)
@@ -127,13 +126,13 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
         if bounded:  # what the bounds bought: the shipped float parts on the unbounded student, against its float
             model = equalize_channels(student, calib, strength)[0] if strength else student
             plain = export_onnx(model, work / "unbounded_fp32.onnx", activation)
-            quantize_onnx_int8(plain, work / "unbounded.onnx", calib, input_range=INPUT_RANGE, float_ops=shipped)
+            quantize_onnx_int8(plain, work / "unbounded.onnx", calib, input_range=input_range, float_ops=shipped)
             row(f"int8, float: {compact(shipped)}, without activation bounds (against its own fp32)",
                 *onnx_figures(work / "unbounded.onnx", val), reference=_probs(OnnxBackend(plain, threads=2), val))
         for other in others:
             model = as_shipped(equalize_channels(student, calib, other)[0] if other else student)
             plain = export_onnx(model, work / "plain_fp32.onnx", activation)
-            quantize_onnx_int8(plain, work / "plain.onnx", calib, input_range=INPUT_RANGE, float_ops=shipped)
+            quantize_onnx_int8(plain, work / "plain.onnx", calib, input_range=input_range, float_ops=shipped)
             what = f"channel equalization {other:g}" if other else "without channel equalization"
             row(f"int8, float: {compact(shipped)}, {what}", *onnx_figures(work / "plain.onnx", val),
                 reference=_probs(OnnxBackend(plain, threads=2), val))
@@ -147,20 +146,33 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
     return out
 
 
-def bundle_windows(recipe: dict, limit: int | None = None, n_calibration: int = 256):
+def card_input_range(card: dict) -> float | None:
+    """The z-score range the bundle's int8 ONNX file quantizes its input on (the QAT student's), None where
+    the input was calibrated like any tensor (a student without QAT)."""
+    return (card["files"].get("student_int8.onnx", {}).get("quantization") or {}).get("input_range")
+
+
+def clip_input(windows: np.ndarray, input_range: float | None) -> np.ndarray:
+    """Calibration windows as the build clips them: to [-input_range, input_range] when there is one."""
+    return np.clip(windows, -input_range, input_range) if input_range else windows
+
+
+def bundle_windows(card: dict, limit: int | None = None, n_calibration: int = 256):
     """The windows a bundle's int8 files are measured with, never the test split: the Challenge 2017 validation
-    windows (the first ``limit`` records' when given) as float32 ``(n, 5000)``, the recipe's training split
-    (with its chest-lead windows) as a :class:`distill.data.WindowSet`, and the calibration windows drawn from it
-    as the bundle's were (count and seed of ``recipe``, clipped to the QAT input range)."""
+    windows (the first ``limit`` records' when given) as float32 ``(n, 5000)``; the recipe's training split
+    (with its chest-lead windows) as a :class:`distill.data.WindowSet`; the calibration windows drawn from it
+    as the bundle's were (count and seed of the card's recipe, clipped as the build clipped them); and the input
+    range (:func:`card_input_range`)."""
     from distill.data import DataSpec, cinc2017_windows, load_split
-    from quantize.qat import INPUT_RANGE
     from quantize.recipe import sample_calibration
 
+    recipe = card.get("recipe") or {}
+    input_range = card_input_range(card)
     val = cinc2017_windows("val", limit=limit).x.astype(np.float32)
     train = load_split(DataSpec(**(recipe.get("data") or {})), "train")
-    calib = np.clip(sample_calibration(train, recipe.get("calibration_windows", n_calibration), recipe.get("seed", 0)),
-                    -INPUT_RANGE, INPUT_RANGE)
-    return val, train, calib
+    calib = clip_input(sample_calibration(train, recipe.get("calibration_windows", n_calibration),
+                                          recipe.get("seed", 0)), input_range)
+    return val, train, calib, input_range
 
 
 def _bundle_student(bundle: Path, card: dict):

@@ -235,3 +235,23 @@ def test_plan_check_command_on_the_committed_bundle_writes_its_result(bundle_dir
     assert "| 0.9 | none |" in capsys.readouterr().out
     assert main(args) == 2  # the result file exists now
     assert "error: " in capsys.readouterr().err and json.loads(out.read_text())["rows"] == [row]
+
+
+def test_measurements_calibrate_as_the_bundle_was_built(bundle_dir, cinc, mitdb):
+    """The studies quantize the input on the card's recorded range and clip calibration windows only where the
+    build did: a student without QAT has no input range, and its calibration windows stay as drawn."""
+    import copy
+    import json
+
+    from edge_sdk.bundle import CARD_NAME
+    from quantize.precision_study import bundle_windows, card_input_range
+
+    card = json.loads((bundle_dir / CARD_NAME).read_text())
+    assert card_input_range(card) == card["student"]["qat"]["input_range"] == 8.0
+    val, train, calib, input_range = bundle_windows(card, limit=2)
+    assert input_range == 8.0 and np.abs(calib).max() <= 8.0 and len(calib) == card["recipe"]["calibration_windows"]
+    plain = copy.deepcopy(card)
+    del plain["files"]["student_int8.onnx"]["quantization"]["input_range"]
+    _, _, raw, none = bundle_windows(plain, limit=2)
+    assert none is None and np.abs(raw).max() > 8.0  # the committed calibration draw holds larger z-scores
+    np.testing.assert_array_equal(np.clip(raw, -8, 8), calib)
