@@ -38,7 +38,7 @@ from .equalize import check_strength, equalize_channels, stage_blocks
 from .fidelity import choose_thresholds, compare, measuring_machine
 from .mobile import convert_to_ort, finish_tflite
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
-from .onnx_int8 import quantize_onnx_int8
+from .onnx_int8 import clip_input, quantize_onnx_int8
 
 
 def _log(msg: str) -> None:
@@ -163,8 +163,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     x_test = test.x.astype(np.float32)  # float16 cache -> model input, once
 
     input_range = (meta.get("qat") or {}).get("input_range")
-    if input_range:
-        calibration = np.clip(calibration, -input_range, input_range)
+    calibration = clip_input(calibration, input_range)
     equalization = None
     if channel_equalization:
         _log(f"channel equalization (strength {channel_equalization}) on {len(calibration)} calibration windows")

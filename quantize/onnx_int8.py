@@ -38,6 +38,12 @@ class WindowReader(CalibrationDataReader):
         self.pos = 0
 
 
+def clip_input(windows: np.ndarray, input_range: float | None) -> np.ndarray:
+    """Calibration windows ``(n, L)`` for a model whose input is quantized on [-input_range, input_range]
+    (the QAT student's z-score range): clipped to it, as the int8 input clips them; unchanged for None."""
+    return np.clip(windows, -input_range, input_range) if input_range else windows
+
+
 def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration_windows: np.ndarray,
                        method: str = "minmax", input_range: float | None = None,
                        float_ops: Sequence[str] = (), activation_bits: int = 8) -> dict:

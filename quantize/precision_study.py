@@ -41,7 +41,7 @@ from .build import _probs
 from .equalize import check_strength, equalize_channels
 from .float_ops import compact, onnx_float_nodes, sort_ops
 from .onnx_export import export_onnx
-from .onnx_int8 import CALIBRATION_METHODS, quantize_onnx_int8
+from .onnx_int8 import CALIBRATION_METHODS, clip_input, quantize_onnx_int8
 from .precision_plan import latency_ms
 
 
@@ -150,11 +150,6 @@ def card_input_range(card: dict) -> float | None:
     """The z-score range the bundle's int8 ONNX file quantizes its input on (the QAT student's), None where
     the input was calibrated like any tensor (a student without QAT)."""
     return (card["files"].get("student_int8.onnx", {}).get("quantization") or {}).get("input_range")
-
-
-def clip_input(windows: np.ndarray, input_range: float | None) -> np.ndarray:
-    """Calibration windows as the build clips them: to [-input_range, input_range] when there is one."""
-    return np.clip(windows, -input_range, input_range) if input_range else windows
 
 
 def bundle_windows(card: dict, limit: int | None = None, n_calibration: int = 256):
