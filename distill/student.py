@@ -73,7 +73,10 @@ class ResidualConv(nn.Module):
 
 
 class EdgeStudent(nn.Module):
-    """Plain strided CNN; :meth:`forward` returns logits, ``return_features`` also the pooled features."""
+    """Plain strided CNN; :meth:`forward` returns logits, ``return_features`` also the pooled features.
+
+    ``input_bound`` (None while training) clips the input (z-scores) before the first convolution: the bound
+    :func:`quantize.activation_bounds.bound_input` sets, so the float model clips as its int8 input does."""
 
     def __init__(self, config: StudentConfig = StudentConfig(), return_features: bool = False):
         super().__init__()
@@ -89,8 +92,11 @@ class EdgeStudent(nn.Module):
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(c_in, config.n_classes)
+        self.input_bound: nn.Module | None = None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_bound is not None:
+            x = self.input_bound(x)
         return self.features(x).mean(-1)
 
     def forward(self, x: torch.Tensor):

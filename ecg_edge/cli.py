@@ -345,6 +345,10 @@ def _add_quantize(sub) -> None:
                    help="clamp the float student's activations to their range on the calibration windows "
                         "before export, so int8 clips nothing the float model keeps (see README, Quantization; "
                         "measured, not used by configs/default_bundle.json) [default: off]")
+    p.add_argument("--input-clip", action=argparse.BooleanOptionalAction, default=None,
+                   help="clip the float student's input to the QAT input range (+-8 standard deviations), as the "
+                        "int8 input is clipped, so an artefact window reaches float and int8 parts alike "
+                        "(needs QAT) [default: off]")
     p.add_argument("--no-tflite", action="store_true", default=None, help="skip the TFLite model (no TensorFlow needed)")
     p.add_argument("--qat-epochs", type=int, default=None,
                    help="quantization-aware fine-tuning epochs before export; 0 = post-training quantization "
@@ -387,7 +391,7 @@ def _run_quantize(a) -> int:
                      teacher_labels=parse_label_list(a.teacher_labels) if a.teacher_labels else None,
                      out=a.out, qat_out=a.qat_out, calibration_windows=a.calibration_windows,
                      calibration_method=a.calibration_method, channel_equalization=a.equalize,
-                     activation_bounds=a.activation_bounds,
+                     activation_bounds=a.activation_bounds, input_clip=a.input_clip,
                      qat_epochs=a.qat_epochs,
                      qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
                      include_teacher=a.include_teacher,

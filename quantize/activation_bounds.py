@@ -110,6 +110,30 @@ def bound_activations(student: nn.Module, windows: np.ndarray) -> tuple[nn.Modul
                              "[its min, its max], over the calibration windows"}
 
 
+def bound_input(student: nn.Module, input_range: float) -> nn.Module:
+    """A copy of ``student`` (eval mode) whose input (z-scores) is clipped to [-input_range, input_range]
+    before the first convolution (``nn.Hardtanh``; ``Clip`` in ONNX, ``MINIMUM``/``MAXIMUM`` in TFLite); the
+    original is untouched.
+
+    The int8 input is quantized on that range (the QAT range, :data:`quantize.qat.INPUT_RANGE`), so it clips
+    there, and so do the calibration windows (:func:`quantize.onnx_int8.clip_input`); with the first
+    convolution kept float, nothing else would. An electrode artefact of 20 standard deviations then drives
+    the float part's outputs beyond the ranges the int8 tensors after it were calibrated on, and int8 and
+    float part ways on it. With the bound the float model sees what the int8 one sees, on every window.
+    ValueError for a range that is not a positive number; :class:`ConfigError` for a model other than an
+    EdgeStudent."""
+    from distill.student import EdgeStudent
+
+    if not isinstance(student, EdgeStudent):
+        raise ConfigError(f"the input clip applies to the EdgeStudent architecture, not {type(student).__name__}; "
+                          "set input_clip to false")
+    if isinstance(input_range, bool) or not isinstance(input_range, (int, float)) or not input_range > 0:
+        raise ValueError(f"the input range is a positive number of standard deviations, not {input_range!r}")
+    bounded = copy.deepcopy(student).eval()
+    bounded.input_bound = nn.Hardtanh(-float(input_range), float(input_range))
+    return bounded
+
+
 def bounds_effect(unbounded: np.ndarray, bounded: np.ndarray) -> dict:
     """How far the bounds move the float student: probabilities ``(n, C)`` of the student as trained and of
     the bounded one on the same (held-out) windows -> windows changed at all (by more than 1e-6), the largest

@@ -25,13 +25,14 @@ from distill.record_rule_fit import check_record_rule, check_record_rule_data, f
 from distill.student import count_macs, count_params
 from distill.torch_dataset import predict
 from edge_sdk.bundle import CARD_FORMAT, CARD_SCHEMA_VERSION, CARD_VERSION, sha256_of, write_card
+from edge_sdk.errors import ConfigError
 from edge_sdk.inference.onnx_backend import OnnxBackend
 from edge_sdk.labels import LabelTable
 from edge_sdk.outputs import check_new_dir, replace_dir, staging_dir
 from edge_sdk.preprocessing import DEFAULT_CONFIG
 from edge_sdk.record_rule import RecordRule
 
-from .activation_bounds import bound_activations, bounds_effect, check_boundable
+from .activation_bounds import bound_activations, bound_input, bounds_effect, check_boundable
 from .bundle_readme import README_NAME, write_bundle_readme
 from .conformance import conformance_data_available, preprocessing_spec, write_conformance
 from .equalize import check_strength, equalize_channels, stage_blocks
@@ -76,7 +77,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
                  with_conformance: bool = True, chest: WindowSet | None = None, precision_target: float = 0.03,
                  record_rule: str = "mean", record_train: WindowSet | None = None,
                  channel_equalization: float = 0.0, plan_windows: np.ndarray | None = None,
-                 activation_bounds: bool = False) -> dict:
+                 activation_bounds: bool = False, input_clip: bool = False) -> dict:
     """Write a bundle to ``out_dir`` and return its model card.
 
     ``calibration``: preprocessed windows (n, 5000) from training data; ``test``: held-out windows for the
@@ -106,6 +107,9 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
     ``activation_bounds``: clamp the (equalized) float student's activations to their ranges on the calibration
     windows before any export (:func:`quantize.activation_bounds.bound_activations`); the card's
     ``student.activation_bounds`` says how far the bounds moved the float student on the held-out windows.
+    ``input_clip``: clip the float student's input to the QAT input range, as the int8 input clips it
+    (:func:`quantize.activation_bounds.bound_input`; needs a QAT student); the card's ``student.input_clip``
+    says how far that moved the float student on the held-out windows.
     """
     t0 = time.time()
     final = check_new_dir(out_dir, force, "bundle folder")
@@ -122,6 +126,10 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
         stage_blocks(student)  # ConfigError now for a model it does not apply to
     if activation_bounds:
         check_boundable(student)  # likewise
+    if input_clip and not (meta.get("qat") or {}).get("input_range"):
+        raise ConfigError(f"input_clip clips the input to the QAT input range, and {Path(student_path).name} was "
+                          "not fine-tuned with QAT (no meta.qat.input_range); set input_clip to false or give a "
+                          "QAT student (qat_epochs > 0)")
     if len(test) == 0:
         from edge_sdk.errors import DatasetError
         raise DatasetError("no held-out windows to measure fidelity on; give evaluation records")
@@ -130,7 +138,7 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
         card = _build(student, s_ckpt, meta, table, Path(student_path), out, calibration, test, val, teacher, tflite,
                       hop_seconds, calibration_method, float_ops, include_teacher, recipe, with_conformance,
                       chest, precision_target, record_rule, record_train, channel_equalization, plan_windows,
-                      activation_bounds)
+                      activation_bounds, input_clip)
     except BaseException:
         import shutil
         shutil.rmtree(out, ignore_errors=True)
@@ -150,7 +158,7 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
            with_conformance=True, chest: WindowSet | None = None, precision_target: float = 0.03,
            record_rule: str = "mean", record_train: WindowSet | None = None,
            channel_equalization: float = 0.0, plan_windows: np.ndarray | None = None,
-           activation_bounds: bool = False) -> dict:
+           activation_bounds: bool = False, input_clip: bool = False) -> dict:
     names, activation = table.names, table.activation
     chest_models: dict[str, dict] = {}
     x_chest = chest.x.astype(np.float32) if chest is not None and len(chest) else None
@@ -164,6 +172,13 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
 
     input_range = (meta.get("qat") or {}).get("input_range")
     calibration = clip_input(calibration, input_range)
+    clipped = None
+    if input_clip:
+        _log(f"float student's input clipped to +-{input_range} (the int8 input's range)")
+        unclipped_probs = activate(predict(student, x_test), activation)
+        student = bound_input(student, input_range)
+        clipped = {"range": [-float(input_range), float(input_range)],
+                   "held_out": bounds_effect(unclipped_probs, activate(predict(student, x_test), activation))}
     equalization = None
     if channel_equalization:
         _log(f"channel equalization (strength {channel_equalization}) on {len(calibration)} calibration windows")
@@ -327,7 +342,8 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
                     "macs_per_window": count_macs(student), "checkpoint": student_path.name,
                     "checkpoint_sha256": sha256_of(student_path), "val": meta.get("val"), "qat": meta.get("qat"),
                     "data": meta.get("data"), **({"channel_equalization": equalization} if equalization else {}),
-                    **({"activation_bounds": bounds} if bounds else {})},
+                    **({"activation_bounds": bounds} if bounds else {}),
+                    **({"input_clip": clipped} if clipped else {})},
         "evaluation": {"data": test.description, "n_records": int(len(test.records)), "n_windows": int(len(test)),
                        "labeled": test.labeled,
                        **({"chest_lead": {"data": chest.description, "n_windows": int(len(chest)),

@@ -97,14 +97,22 @@ def torch_float_ops(model) -> list[str]:
 
 
 def onnx_float_nodes(graph) -> dict[str, list[str]]:
-    """Op id -> names of the ONNX nodes it covers (``graph``: an ``onnx.GraphProto``). ``head`` is the
-    Gemm / MatMul feeding the output activation and the pooling (ReduceMean / GlobalAveragePool) before it."""
+    """Op id -> names of the ONNX nodes it covers (``graph``: an ``onnx.GraphProto``). A convolution that reads
+    the graph input through a ``Clip`` (the input clip of :func:`quantize.activation_bounds.bound_input`)
+    covers that ``Clip`` too. ``head`` is the Gemm / MatMul feeding the output activation and the pooling
+    (ReduceMean / GlobalAveragePool) before it."""
     nodes = list(graph.node)
     out: dict[str, list[str]] = {}
     for kind, op_type in (("conv", "Conv"), ("add", "Add")):
         for i, n in enumerate(n for n in nodes if n.op_type == op_type):
             out[f"{kind}{i}"] = [n.name]
     producer = {o: n for n in nodes for o in n.output}
+    inputs = {i.name for i in graph.input}
+    for op, (name,) in list(out.items()):
+        conv = next(n for n in nodes if n.name == name)
+        clip = producer.get(conv.input[0])
+        if op.startswith("conv") and clip is not None and clip.op_type == "Clip" and clip.input[0] in inputs:
+            out[op] = [clip.name, name]  # the input clip (quantize.activation_bounds.bound_input) goes with it
     final = producer.get(graph.output[0].name)
     if final is not None and final.op_type in ("Softmax", "Sigmoid"):  # walk back from the output activation
         head, node = [], producer.get(final.input[0])
@@ -120,7 +128,8 @@ def onnx_float_nodes(graph) -> dict[str, list[str]]:
 
 def tflite_float_nodes(model: bytes) -> dict[str, list[str]]:
     """Op id -> output tensor names of the TFLite ops it covers, for the quantization debugger's
-    ``denylisted_nodes``: a convolution's PAD and RESHAPE (expand) before it, itself, its RELU / MINIMUM /
+    ``denylisted_nodes``: a convolution's PAD and RESHAPE (expand) before it (and for the first one, the input
+    clip's MINIMUM / MAXIMUM before those), itself, its RELU / MINIMUM /
     MAXIMUM (a ReLU or the bounds of :mod:`quantize.activation_bounds`, where not fused into it) and the
     RESHAPE (squeeze) after it; an ADD and its RELU / MINIMUM / MAXIMUM; the head's MEAN, FULLY_CONNECTED and
     SOFTMAX."""
@@ -140,6 +149,8 @@ def tflite_float_nodes(model: bytes) -> dict[str, list[str]]:
             for before in ("RESHAPE", "PAD"):
                 if start > 0 and kinds[start - 1] == before:
                     start -= 1
+            while n_conv == 0 and start > 0 and kinds[start - 1] in ("MINIMUM", "MAXIMUM"):
+                start -= 1  # the input clip (quantize.activation_bounds.bound_input) goes with the first one
             while end < len(kinds) and kinds[end] in _BOUNDS:  # its ReLU / bounds, when not fused
                 end += 1
             if end < len(kinds) and kinds[end] == "RESHAPE":

@@ -12,8 +12,10 @@ windows (never the test split), with the bundle's student and calibration recipe
   the convolutions stay 8-bit); all activations 16-bit (int8 weights); for a bundle built with channel
   equalization (:mod:`quantize.equalize`), the shipped choice without it (and at the strengths of
   ``--sweep``); for a bundle built with activation bounds (:mod:`quantize.activation_bounds`), the shipped
-  choice without them, measured against its own unbounded fp32 model (the other variants are measured
-  against the bundle's fp32 file); and on TFLite full-integer, the
+  choice without them, measured against its own unbounded fp32 model; for a bundle whose float student
+  clips its input (:func:`quantize.activation_bounds.bound_input`), the shipped choice without the clip,
+  against its own unclipped fp32 model (the other variants are measured against the bundle's fp32 file);
+  and on TFLite full-integer, the
   shipped choice and 16x8. (With every part float nothing is left to quantize: that is the fp32 row.)
 * with ``--calibrations N:METHOD,...``, the shipped float parts with ONNX Runtime calibrated on N training
   windows (drawn as the bundle's were) by METHOD (``minmax``, ``entropy``, ``percentile``) instead of the
@@ -24,6 +26,7 @@ It prints a Markdown table; nothing is written unless ``--out`` is given.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 from pathlib import Path
@@ -36,7 +39,7 @@ from edge_sdk.bundle import load_bundle
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.inference.onnx_backend import OnnxBackend
 
-from .activation_bounds import bound_activations
+from .activation_bounds import bound_activations, bound_input
 from .build import _probs
 from .equalize import check_strength, equalize_channels
 from .float_ops import compact, onnx_float_nodes, sort_ops
@@ -119,10 +122,20 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
         # what the equalization bought: the shipped float parts on the student as trained, and at other strengths
         others = sorted({0.0, *sweep} - {strength})
         # the torch student (from the recipe's checkpoint) only where a variant needs it
-        student = _bundle_student(Path(bundle), b.card) if others or tflite or bounded else None
+        clipped = bool(b.card["student"].get("input_clip"))
+        student = _bundle_student(Path(bundle), b.card) if others or tflite or bounded or clipped else None
 
         def as_shipped(model):  # the bundle's activation bounds, set on this student's own calibrated ranges
             return bound_activations(model, calib)[0] if bounded else model
+        if student is not None and student.input_bound is not None:
+            # what the input clip bought: the shipped float parts on the student without it, against its own float
+            model = copy.deepcopy(student)
+            model.input_bound = None
+            model = as_shipped(equalize_channels(model, calib, strength)[0] if strength else model)
+            plain = export_onnx(model, work / "unclipped_fp32.onnx", activation)
+            quantize_onnx_int8(plain, work / "unclipped.onnx", calib, input_range=input_range, float_ops=shipped)
+            row(f"int8, float: {compact(shipped)}, without the input clip (against its own fp32)",
+                *onnx_figures(work / "unclipped.onnx", val), reference=_probs(OnnxBackend(plain, threads=2), val))
         if bounded:  # what the bounds bought: the shipped float parts on the unbounded student, against its float
             model = equalize_channels(student, calib, strength)[0] if strength else student
             plain = export_onnx(model, work / "unbounded_fp32.onnx", activation)
@@ -171,13 +184,16 @@ def bundle_windows(card: dict, limit: int | None = None, n_calibration: int = 25
 
 
 def _bundle_student(bundle: Path, card: dict):
-    """The torch student the bundle was built from (the recipe's QAT checkpoint, else models/<checkpoint>)."""
+    """The torch student the bundle was built from (the recipe's QAT checkpoint, else models/<checkpoint>), with
+    the bundle's input clip where it has one."""
     from distill.checkpoint import load_model
 
     ckpt = card["student"]["checkpoint"]
     recipe_qat = (card.get("recipe") or {}).get("qat_out")
     path = Path(recipe_qat) if recipe_qat and Path(recipe_qat).name == ckpt else bundle.parent.parent / "models" / ckpt
-    return load_model(path)[0]
+    student = load_model(path)[0]
+    clip = card["student"].get("input_clip")
+    return bound_input(student, clip["range"][1]) if clip else student
 
 
 def _tflite(student, card: dict, calib: np.ndarray, val: np.ndarray, work: Path, bits: int,

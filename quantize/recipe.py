@@ -47,6 +47,7 @@ class QuantizeRecipe:
     calibration_method: str = "minmax"
     channel_equalization: float = 0.0  # strength in [0, 1] of quantize.equalize (0: off)
     activation_bounds: bool = False  # clamp the float student's activations to their calibrated ranges
+    input_clip: bool = False  # clip the float student's input to the QAT input range, as the int8 input is
     qat_epochs: int = 4
     qat_self_weight: float = 4.0
     qat_samples_per_epoch: int = 8192
@@ -100,13 +101,19 @@ def sample_calibration(train: WindowSet, n: int, seed: int = 0) -> np.ndarray:
     return train.x[calibration_indices(len(train), n, seed)].astype(np.float32)
 
 
+def plan_window_indices(n_train: int, n: int, n_calibration: int, seed: int = 0) -> np.ndarray:
+    """Indices of the ``n`` precision-plan windows among ``n_train`` training windows, none of them among the
+    :func:`calibration_indices` of ``n_calibration`` and ``seed`` (drawn with ``seed + 1``, sorted); fewer
+    when fewer are left."""
+    rest = np.setdiff1d(np.arange(n_train), calibration_indices(n_train, n_calibration, seed))
+    return np.sort(np.random.default_rng(seed + 1).choice(rest, min(n, len(rest)), replace=False))
+
+
 def sample_plan_windows(train: WindowSet, n: int, n_calibration: int, seed: int = 0) -> np.ndarray:
     """``n`` training windows for the precision plan to measure on, none of them among the calibration windows
-    that :func:`sample_calibration` draws with ``n_calibration`` and ``seed`` (drawn with ``seed + 1``),
+    that :func:`sample_calibration` draws with ``n_calibration`` and ``seed`` (:func:`plan_window_indices`),
     float32 ``(n, 5000)``; fewer when the training split has fewer windows left."""
-    rest = np.setdiff1d(np.arange(len(train)), calibration_indices(len(train), n_calibration, seed))
-    pick = np.random.default_rng(seed + 1).choice(rest, min(n, len(rest)), replace=False)
-    return train.x[np.sort(pick)].astype(np.float32)
+    return train.x[plan_window_indices(len(train), n, n_calibration, seed)].astype(np.float32)
 
 
 def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
@@ -128,6 +135,8 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     check_strength(recipe.channel_equalization)
     if not isinstance(recipe.activation_bounds, bool):
         raise ConfigError(f"activation_bounds is true or false, not {recipe.activation_bounds!r}")
+    if not isinstance(recipe.input_clip, bool):
+        raise ConfigError(f"input_clip is true or false, not {recipe.input_clip!r}")
     if recipe.calibration_method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, "
                           f"not {recipe.calibration_method!r}")
@@ -138,6 +147,9 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":
         raise CheckpointError(f"{student_path} holds a Net1D; quantize expects a student from `ecg-edge distill`")
+    if recipe.input_clip and recipe.qat_epochs <= 0 and not ((s_ckpt.get("meta") or {}).get("qat") or {}).get("input_range"):
+        raise ConfigError(f"input_clip clips the float student's input to the QAT input range, and {student_path.name} "
+                          "was not fine-tuned with QAT: set qat_epochs > 0 or input_clip to false")
     if fo != "auto":
         try:
             check_float_ops(fo, torch_float_ops(student_from_checkpoint(s_ckpt, student_path)), student_path.name)
@@ -200,7 +212,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
                         calibration_method=recipe.calibration_method, float_ops=recipe.float_ops,
                         precision_target=recipe.precision_target, plan_windows=plan_windows,
                         channel_equalization=recipe.channel_equalization,
-                        activation_bounds=recipe.activation_bounds,
+                        activation_bounds=recipe.activation_bounds, input_clip=recipe.input_clip,
                         record_rule=recipe.record_rule, record_train=record_train,
                         include_teacher=recipe.include_teacher, force=force,
                         recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)

@@ -68,6 +68,11 @@ def keras_student(student: nn.Module, activation: str, window_samples: int = WIN
 
     inp = L.Input((window_samples, 1), batch_size=1, name="ecg")
     x = inp
+    bound = getattr(student, "input_bound", None)
+    if bound is not None:  # the input clip of quantize.activation_bounds.bound_input
+        if not isinstance(bound, nn.Hardtanh):
+            raise TypeError(f"no Keras mirror for an input bound of type {type(bound).__name__}")
+        x = Clip(bound.min_val, bound.max_val, name="input_clip")(x)
     weights = []
     for i, block in enumerate(student.features):
         if isinstance(block, ConvBNReLU):

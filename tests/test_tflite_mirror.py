@@ -1,6 +1,6 @@
 """The TFLite student is converted from a Keras mirror of the torch student: prove the two definitions equal,
-block by block, on real windows, for the shipped student (as trained, channel-equalized, and with activation
-bounds, as the bundle's files are made) and for a freshly initialised one of another shape."""
+block by block, on real windows, for the shipped student (as trained, channel-equalized, with activation
+bounds, and with the input clip, as the bundle's files are made) and for a freshly initialised one of another shape."""
 import numpy as np
 import pytest
 import torch
@@ -16,6 +16,8 @@ def _torch_blocks(student, x):
     outs = []
     with torch.no_grad():
         h = torch.from_numpy(x[:, None])
+        if getattr(student, "input_bound", None) is not None:
+            h = student.input_bound(h)
         for block in student.features:
             h = block(h)
             outs.append(h.numpy().transpose(0, 2, 1))  # (n, C, T) -> channels-last (n, T, C)
@@ -32,12 +34,19 @@ def _keras_blocks(model, n_blocks, x):
     return [[np.asarray(t) for t in probe(x[i:i + 1, :, None])] for i in range(len(x))], names
 
 
-@pytest.mark.parametrize("which", ["shipped", "equalized", "bounded", "random"])
+@pytest.mark.parametrize("which", ["shipped", "equalized", "bounded", "clipped", "random"])
 def test_keras_mirror_equals_torch_student_block_by_block(which, models_dir, cinc):
     from distill.data import cinc2017_windows
 
     x = cinc2017_windows("test", limit=3).x[:4].astype(np.float32)
-    if which in ("shipped", "equalized", "bounded"):
+    if which == "clipped":  # the input clip (quantize.activation_bounds.bound_input)
+        from quantize.activation_bounds import bound_input
+
+        unclipped = load_model(models_dir / "student_qat.pth")[0].eval()
+        student = bound_input(unclipped, 8.0)
+        x[2, 1000:1020] -= 18.0  # an artefact beyond the clip
+        assert not np.allclose(_torch_blocks(unclipped, x)[0], _torch_blocks(student, x)[0])  # the clip is at work
+    elif which in ("shipped", "equalized", "bounded"):
         student, _ = load_model(models_dir / "student_qat.pth")
         if which in ("equalized", "bounded"):  # the bundle's files come from the channel-equalized student
             from quantize.equalize import equalize_channels
