@@ -9,7 +9,14 @@ neither the calibration nor the plan saw (drawn as the recipe's ``precision_trai
 A plan run exactly at the acceptance error (0.03) stops as soon as no single part lowers the few windows over
 it, which can be after one or two parts; a lower plan target keeps more windows in play, so each step has
 something to measure. Which target holds on unseen windows is what this module measures, before a recipe's
-``precision_target`` is changed. It prints a Markdown table; nothing is written unless ``--out``.
+``precision_target`` is changed. The first row is the bundle's own int8 ONNX file on the same windows.
+
+``--as-recipe`` asks the same of the recipe's own plan: the plans measure on what it measures on (the
+validation windows and its ``precision_train_windows`` training windows), and every row, the bundle's file
+included, is checked on the training windows that neither the calibration nor those plan windows hold
+(``--unseen all``: the 40,154 left of the default recipe's 48,602). That is the largest sample of windows
+no plan saw short of the test split, so it estimates how many held-out windows an int8 file will put over
+the acceptance error. It prints a Markdown table; nothing is written unless ``--out``.
 """
 from __future__ import annotations
 
@@ -69,23 +76,71 @@ def check_plan_targets(fp32_path: str | Path, calibration: np.ndarray, plan_wind
     return rows
 
 
-def plan_check(bundle: str | Path, targets: Sequence[float], n_unseen: int = 8192, limit: int | None = None,
-               max_float: int | None = None, log: Callable[[str], None] = print) -> dict:
-    """:func:`check_plan_targets` on the bundle's fp32 student, calibrated as the bundle was, planned on the
-    validation windows (the first ``limit`` records' when given) and checked on ``n_unseen`` training windows."""
-    from quantize.recipe import sample_plan_windows
+def unseen_indices(n_train: int, n_calibration: int, n_plan: int, seed: int = 0, n: int | None = None) -> np.ndarray:
+    """Indices of the training windows that neither a recipe's calibration windows (``n_calibration``) nor its
+    precision-plan windows (``n_plan``) hold, both drawn with ``seed`` as :mod:`quantize.recipe` draws them;
+    ``n`` of them (drawn with ``seed + 2``) or all (None), sorted."""
+    from quantize.recipe import calibration_indices, plan_window_indices
+
+    used = np.union1d(calibration_indices(n_train, n_calibration, seed),
+                      plan_window_indices(n_train, n_plan, n_calibration, seed))
+    rest = np.setdiff1d(np.arange(n_train), used)
+    if n is not None and n < len(rest):
+        rest = np.sort(np.random.default_rng(seed + 2).choice(rest, n, replace=False))
+    return rest
+
+
+def shipped_row(bundle: str | Path, card: dict, unseen_windows: np.ndarray, plan_saw_them: bool) -> dict:
+    """The bundle's own int8 ONNX file against its fp32 file on ``unseen_windows`` (n, 5000), with what its
+    plan (the card's last step, where the parts were chosen by measurement) saw; ``plan_saw_them``: whether
+    that plan measured on these windows (then they are not unseen for this row)."""
+    x = np.asarray(unseen_windows, np.float32)
+    ref = _probs(Path(bundle) / "student_fp32.onnx", x)
+    steps = (card.get("precision_plan") or {}).get("steps") or []
+    quant = card["files"]["student_int8.onnx"].get("quantization") or {}
+    return {"target": None, "shipped": True, "float_ops": list(quant.get("float_ops") or []),
+            "plan": {"max_abs_prob_error": steps[-1]["max_abs_prob_error"],
+                     "windows_over_target": steps[-1]["windows_over_target"]} if steps else None,
+            "plan_saw_unseen": bool(plan_saw_them),
+            "unseen": unseen_figures(np.abs(_probs(Path(bundle) / "student_int8.onnx", x) - ref).max(1))}
+
+
+def plan_check(bundle: str | Path, targets: Sequence[float], n_unseen: int | None = 8192, limit: int | None = None,
+               max_float: int | None = None, as_recipe: bool = False, log: Callable[[str], None] = print) -> dict:
+    """:func:`check_plan_targets` on the bundle's fp32 student, calibrated as the bundle was, and the bundle's
+    own int8 file (:func:`shipped_row`, the first row).
+
+    By default the plans measure on the validation windows (the first ``limit`` records' when given) and are
+    checked on ``n_unseen`` training windows drawn as the recipe's plan windows are. ``as_recipe``: the plans
+    measure on what the recipe's plan does (the validation windows and the recipe's
+    ``precision_train_windows`` training windows), and every row, the shipped one too, is checked on the
+    training windows that neither the calibration nor those plan windows hold (``n_unseen`` of them, drawn
+    with the recipe's seed + 2; None: all)."""
+    from quantize.recipe import plan_window_indices
 
     from .precision_study import bundle_windows
 
     b = load_bundle(bundle)
     recipe = b.card.get("recipe") or {}
     val, train, calib, input_range = bundle_windows(b.card, limit)
-    unseen = sample_plan_windows(train, n_unseen, recipe.get("calibration_windows", 256), recipe.get("seed", 0))
-    rows = check_plan_targets(Path(bundle) / "student_fp32.onnx", calib, val, unseen, targets, input_range,
-                              recipe.get("calibration_method", "minmax"), max_float=max_float, log=log)
-    return {"planned_on": f"Challenge 2017 validation split, {len(val):,} windows",
-            "checked_on": f"{len(unseen):,} training windows that neither the calibration nor the plan used",
-            "accept": ACCEPT, "rows": rows}
+    n_cal, seed = recipe.get("calibration_windows", 256), recipe.get("seed", 0)
+    n_recipe_plan = recipe.get("precision_train_windows", 0) if recipe.get("float_ops") == "auto" else 0
+    if as_recipe:
+        plan_idx = plan_window_indices(len(train), n_recipe_plan, n_cal, seed)
+        plan_x = np.concatenate([val, train.x[plan_idx].astype(np.float32)])
+        unseen = train.x[unseen_indices(len(train), n_cal, n_recipe_plan, seed, n_unseen)].astype(np.float32)
+        planned_on = f"the recipe's plan windows: {len(val):,} validation + {len(plan_idx):,} training"
+        checked_on = f"{len(unseen):,} training windows that neither the calibration nor the recipe's plan used"
+    else:
+        plan_idx = plan_window_indices(len(train), n_unseen or len(train), n_cal, seed)
+        plan_x, unseen = val, train.x[plan_idx].astype(np.float32)
+        planned_on = f"Challenge 2017 validation split, {len(val):,} windows"
+        checked_on = f"{len(unseen):,} training windows that neither the calibration nor the plan used"
+    shipped_saw = not as_recipe and n_recipe_plan > 0
+    rows = [shipped_row(bundle, b.card, unseen, shipped_saw)]
+    rows += check_plan_targets(Path(bundle) / "student_fp32.onnx", calib, plan_x, unseen, targets, input_range,
+                               recipe.get("calibration_method", "minmax"), max_float=max_float, log=log)
+    return {"planned_on": planned_on, "checked_on": checked_on, "accept": ACCEPT, "rows": rows}
 
 
 def markdown(result: dict) -> str:
@@ -93,13 +148,21 @@ def markdown(result: dict) -> str:
     lines = [f"Planned on {result['planned_on']}; checked on {result['checked_on']}:", "",
              f"| plan target | float parts | plan's windows: max | over target | unseen: max | second | p99.9 | "
              f"over {accept} |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    notes = []
     for r in result["rows"]:
         u, p = r["unseen"], r["plan"]
         second = "n/a" if u["second_abs_prob_error"] is None else f"{u['second_abs_prob_error']:.3f}"
-        lines.append(f"| {r['target']:g} | {compact(r['float_ops']) or 'none'} | {p['max_abs_prob_error']:.3f} | "
-                     f"{p['windows_over_target']} | {u['max_abs_prob_error']:.3f} | {second} | "
-                     f"{u['p999_abs_prob_error']:.3f} | {u[f'windows_over_{accept}']} of {u['n_windows']:,} |")
-    return "\n".join(lines)
+        if r.get("shipped"):
+            target = "the bundle's int8 file" + (" (1)" if r.get("plan_saw_unseen") else "")
+            if r.get("plan_saw_unseen"):
+                notes.append("(1) its plan measured on these windows too, so they are not unseen for it")
+        else:
+            target = f"{r['target']:g}"
+        plan = "n/a | n/a" if p is None else f"{p['max_abs_prob_error']:.3f} | {p['windows_over_target']}"
+        lines.append(f"| {target} | {compact(r['float_ops']) or 'none'} | {plan} | {u['max_abs_prob_error']:.3f} | "
+                     f"{second} | {u['p999_abs_prob_error']:.3f} | {u[f'windows_over_{accept}']} of "
+                     f"{u['n_windows']:,} |")
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", default="bundles/default", help="bundle folder [default: bundles/default]")
     p.add_argument("--targets", default="0.03,0.025,0.02", metavar="T,T,...",
                    help="plan targets (max absolute probability error) [default: 0.03,0.025,0.02]")
-    p.add_argument("--unseen", type=int, default=8192,
-                   help="training windows to check the plans on [default: 8192]")
+    p.add_argument("--unseen", default="8192", metavar="N|all",
+                   help="training windows to check the plans on; 'all': every one left [default: 8192]")
+    p.add_argument("--as-recipe", action="store_true",
+                   help="plan on the recipe's plan windows (validation + its training plan windows) and check "
+                        "on the training windows neither the calibration nor those hold, the shipped file too "
+                        "[default: plan on validation windows alone]")
     p.add_argument("--limit", type=int, default=None,
                    help="plan on the first N validation records only (a quick look) [default: all]")
     p.add_argument("--out", default=None, help="also write the result as JSON here (refused if it exists)")
@@ -120,11 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--targets: {a.targets!r} is not a comma-separated list of numbers such as 0.03,0.025")
     if not targets or not all(0 < t < 1 for t in targets):
         p.error(f"--targets: every target is a probability error in (0, 1), not {a.targets!r}")
-    if a.unseen < 1:
-        p.error(f"--unseen: a number of windows (1 or more), not {a.unseen}")
+    try:
+        n_unseen = None if a.unseen == "all" else int(a.unseen)
+    except ValueError:
+        n_unseen = 0
+    if n_unseen is not None and n_unseen < 1:
+        p.error(f"--unseen: a number of windows (1 or more) or 'all', not {a.unseen!r}")
     from .precision_study import report
 
-    return report(lambda: plan_check(a.bundle, targets, a.unseen, a.limit), markdown, a.out, "plan check result")
+    return report(lambda: plan_check(a.bundle, targets, n_unseen, a.limit, as_recipe=a.as_recipe), markdown, a.out,
+                  "plan check result")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 """Float parts chosen by measurement: the greedy plan on real Challenge 2017 validation windows."""
+import json
+
 import numpy as np
 import pytest
 
@@ -231,11 +233,16 @@ def test_plan_check_command_on_the_committed_bundle_writes_its_result(bundle_dir
     # 0.99: above the all-int8 model's error on any CPU kind (0.87 at most without VNNI, on 11,847 windows)
     args = ["--bundle", str(bundle_dir), "--targets", "0.99", "--limit", "3", "--unseen", "32", "--out", str(out)]
     assert main(args) == 0
-    (row,) = json.loads(out.read_text())["rows"]
+    shipped, row = json.loads(out.read_text())["rows"]
     assert row["float_ops"] == [] and row["reached"] and row["unseen"]["n_windows"] == 32
-    assert "| 0.99 | none |" in capsys.readouterr().out
+    card = json.loads((bundle_dir / "model_card.json").read_text())
+    # the first row is the bundle's own int8 file, whose plan measured on these very training windows
+    assert shipped["shipped"] and shipped["plan_saw_unseen"] and shipped["unseen"]["n_windows"] == 32
+    assert shipped["float_ops"] == card["files"]["student_int8.onnx"]["quantization"]["float_ops"]
+    printed = capsys.readouterr().out
+    assert "| 0.99 | none |" in printed and "| the bundle's int8 file (1) |" in printed
     assert main(args) == 2  # the result file exists now
-    assert "error: " in capsys.readouterr().err and json.loads(out.read_text())["rows"] == [row]
+    assert "error: " in capsys.readouterr().err and json.loads(out.read_text())["rows"] == [shipped, row]
 
 
 def test_measurements_calibrate_as_the_bundle_was_built(bundle_dir, cinc, mitdb):
@@ -256,3 +263,32 @@ def test_measurements_calibrate_as_the_bundle_was_built(bundle_dir, cinc, mitdb)
     _, _, raw, none = bundle_windows(plain, limit=2)
     assert none is None and np.abs(raw).max() > 8.0  # the committed calibration draw holds larger z-scores
     np.testing.assert_array_equal(np.clip(raw, -8, 8), calib)
+
+
+def test_plan_check_as_the_recipe_checks_on_windows_no_plan_and_no_calibration_used(bundle_dir, cinc, mitdb, capsys):
+    """``--as-recipe``: plans measure on the recipe's own plan windows, and every row (the bundle's int8 file
+    first) is checked on training windows that neither the calibration nor those plan windows hold."""
+    from edge_sdk.inference.onnx_backend import OnnxBackend
+    from quantize.plan_check import plan_check, unseen_indices
+    from quantize.precision_study import bundle_windows
+    from quantize.recipe import calibration_indices, plan_window_indices
+
+    rest = unseen_indices(1000, 64, 300, seed=0)
+    assert len(rest) == 1000 - 64 - 300
+    assert not set(rest) & set(calibration_indices(1000, 64, 0)) and not set(rest) & set(plan_window_indices(1000, 300, 64, 0))
+    some = unseen_indices(1000, 64, 300, seed=0, n=50)
+    assert len(some) == 50 and set(some) <= set(rest) and np.array_equal(some, unseen_indices(1000, 64, 300, 0, 50))
+
+    result = plan_check(bundle_dir, [0.99], n_unseen=24, limit=2, as_recipe=True, log=lambda m: None)
+    card = json.loads((bundle_dir / "model_card.json").read_text())
+    n_plan = card["recipe"]["precision_train_windows"]
+    assert f"+ {n_plan:,} training" in result["planned_on"] and "24 training windows" in result["checked_on"]
+    shipped, row = result["rows"]
+    assert shipped["shipped"] and not shipped["plan_saw_unseen"] and row["plan"]["n_windows"] > n_plan
+    # the shipped row is the bundle's int8 file against its fp32 file on exactly those windows
+    _, train, _, _ = bundle_windows(card, limit=2)
+    x = train.x[unseen_indices(len(train), card["recipe"]["calibration_windows"], n_plan,
+                               card["recipe"]["seed"], 24)].astype(np.float32)
+    err = np.abs(OnnxBackend(bundle_dir / "student_int8.onnx").predict(x)
+                 - OnnxBackend(bundle_dir / "student_fp32.onnx").predict(x)).max(1)
+    assert abs(shipped["unseen"]["max_abs_prob_error"] - err.max()) < 1e-6
