@@ -292,3 +292,25 @@ def test_plan_check_as_the_recipe_checks_on_windows_no_plan_and_no_calibration_u
     err = np.abs(OnnxBackend(bundle_dir / "student_int8.onnx").predict(x)
                  - OnnxBackend(bundle_dir / "student_fp32.onnx").predict(x)).max(1)
     assert abs(shipped["unseen"]["max_abs_prob_error"] - err.max()) < 1e-6
+
+
+def test_precision_study_of_a_bundle_with_an_input_clip_measures_without_it_too(tmp_path, bundle_dir, cinc, mitdb):
+    """A card that says its student clips its input (quantize.activation_bounds.bound_input): the study adds
+    the shipped float parts on the student without the clip, against that student's own fp32 model."""
+    import shutil
+
+    from quantize.precision_study import _bundle_student, study
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    card = json.loads((copy / "model_card.json").read_text())
+    assert _bundle_student(bundle_dir, card).input_bound is None
+    card["student"]["input_clip"] = {"range": [-8.0, 8.0]}
+    (copy / "model_card.json").write_text(json.dumps(card))
+    bound = _bundle_student(copy, card).input_bound
+    assert (bound.min_val, bound.max_val) == (-8.0, 8.0)
+    rows = {v["variant"]: v for v in study(copy, n_sqnr=8, tflite=False, limit=10)["variants"]}
+    unclipped = next(k for k in rows if k.endswith("without the input clip (against its own fp32)"))
+    # this bundle's files are unclipped, so that is the shipped row again, up to the second export's rounding
+    shipped = next(v for k, v in rows.items() if k.endswith("(shipped)"))
+    assert abs(rows[unclipped]["max_abs_prob_error"] - shipped["max_abs_prob_error"]) < 1e-3
