@@ -267,27 +267,30 @@ def test_measurements_calibrate_as_the_bundle_was_built(bundle_dir, cinc, mitdb)
 
 def test_plan_check_as_the_recipe_checks_on_windows_no_plan_and_no_calibration_used(bundle_dir, cinc, mitdb, capsys):
     """``--as-recipe``: plans measure on the recipe's own plan windows, and every row (the bundle's int8 file
-    first) is checked on training windows that neither the calibration nor those plan windows hold."""
+    first) is checked on the windows of training records that no calibration or plan window came from."""
     from edge_sdk.inference.onnx_backend import OnnxBackend
     from quantize.plan_check import plan_check, unseen_indices
     from quantize.precision_study import bundle_windows
     from quantize.recipe import calibration_indices, plan_window_indices
 
-    rest = unseen_indices(1000, 64, 300, seed=0)
-    assert len(rest) == 1000 - 64 - 300
-    assert not set(rest) & set(calibration_indices(1000, 64, 0)) and not set(rest) & set(plan_window_indices(1000, 300, 64, 0))
-    some = unseen_indices(1000, 64, 300, seed=0, n=50)
-    assert len(some) == 50 and set(some) <= set(rest) and np.array_equal(some, unseen_indices(1000, 64, 300, 0, 50))
+    record_idx = np.repeat(np.arange(250), 4)  # 1,000 windows of 250 records
+    rest = unseen_indices(record_idx, 16, 60, seed=0)
+    used = np.union1d(calibration_indices(1000, 16, 0), plan_window_indices(1000, 60, 16, 0))
+    # whole records: not one window of a record that gave a calibration or plan window
+    assert len(rest) and not set(record_idx[rest]) & set(record_idx[used])
+    assert set(rest) == {i for i in range(1000) if record_idx[i] not in set(record_idx[used])}
+    some = unseen_indices(record_idx, 16, 60, seed=0, n=50)
+    assert len(some) == 50 and set(some) <= set(rest) and np.array_equal(some, unseen_indices(record_idx, 16, 60, 0, 50))
 
     result = plan_check(bundle_dir, [0.99], n_unseen=24, limit=2, as_recipe=True, log=lambda m: None)
     card = json.loads((bundle_dir / "model_card.json").read_text())
     n_plan = card["recipe"]["precision_train_windows"]
-    assert f"+ {n_plan:,} training" in result["planned_on"] and "24 training windows" in result["checked_on"]
+    assert f"+ {n_plan:,} training" in result["planned_on"] and result["checked_on"].startswith("24 windows of ")
     shipped, row = result["rows"]
     assert shipped["shipped"] and not shipped["plan_saw_unseen"] and row["plan"]["n_windows"] > n_plan
     # the shipped row is the bundle's int8 file against its fp32 file on exactly those windows
     _, train, _, _ = bundle_windows(card, limit=2)
-    x = train.x[unseen_indices(len(train), card["recipe"]["calibration_windows"], n_plan,
+    x = train.x[unseen_indices(train.record_idx, card["recipe"]["calibration_windows"], n_plan,
                                card["recipe"]["seed"], 24)].astype(np.float32)
     err = np.abs(OnnxBackend(bundle_dir / "student_int8.onnx").predict(x)
                  - OnnxBackend(bundle_dir / "student_fp32.onnx").predict(x)).max(1)
