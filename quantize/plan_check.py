@@ -15,10 +15,10 @@ something to measure. Which target holds on unseen windows is what this module m
 validation windows and its ``precision_train_windows`` training windows), and every row, the bundle's file
 included, is checked on the windows of the training records that no calibration or plan window came from
 (``--unseen all``: 10,533 windows of 2,695 records for the default recipe). Whole records, because a
-record's windows overlap by half: checked on the other windows of the plan's records, the default bundle
-put 7 of 40,154 windows over 0.03, against 5 of these 10,533. That is the largest sample no plan saw short
-of the test split, so it estimates how many held-out windows an int8 file will put over the acceptance
-error. It prints a Markdown table; nothing is written unless ``--out``.
+record's windows overlap by half: on the other windows of the plan's records (half plan signal) the
+default bundle put 7 of 40,154 windows over 0.03, against 5 of these 10,533 (2026-11-27). That is the
+largest sample no plan saw short of the test split, so it estimates how many held-out windows an int8
+file will put over the acceptance error. It prints a Markdown table; nothing is written unless ``--out``.
 """
 from __future__ import annotations
 
