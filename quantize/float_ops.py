@@ -108,11 +108,10 @@ def onnx_float_nodes(graph) -> dict[str, list[str]]:
             out[f"{kind}{i}"] = [n.name]
     producer = {o: n for n in nodes for o in n.output}
     inputs = {i.name for i in graph.input}
-    for op, (name,) in list(out.items()):
-        conv = next(n for n in nodes if n.name == name)
+    for i, conv in enumerate(n for n in nodes if n.op_type == "Conv"):
         clip = producer.get(conv.input[0])
-        if op.startswith("conv") and clip is not None and clip.op_type == "Clip" and clip.input[0] in inputs:
-            out[op] = [clip.name, name]  # the input clip (quantize.activation_bounds.bound_input) goes with it
+        if clip is not None and clip.op_type == "Clip" and clip.input[0] in inputs:
+            out[f"conv{i}"] = [clip.name, conv.name]  # the input clip (activation_bounds.bound_input) goes with it
     final = producer.get(graph.output[0].name)
     if final is not None and final.op_type in ("Softmax", "Sigmoid"):  # walk back from the output activation
         head, node = [], producer.get(final.input[0])

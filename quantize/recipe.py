@@ -147,9 +147,10 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":
         raise CheckpointError(f"{student_path} holds a Net1D; quantize expects a student from `ecg-edge distill`")
-    if recipe.input_clip and recipe.qat_epochs <= 0 and not ((s_ckpt.get("meta") or {}).get("qat") or {}).get("input_range"):
-        raise ConfigError(f"input_clip clips the float student's input to the QAT input range, and {student_path.name} "
-                          "was not fine-tuned with QAT: set qat_epochs > 0 or input_clip to false")
+    qat_range = ((s_ckpt.get("meta") or {}).get("qat") or {}).get("input_range")
+    if recipe.input_clip and recipe.qat_epochs <= 0 and not qat_range:
+        raise ConfigError(f"input_clip clips the float student's input to the QAT input range, and "
+                          f"{student_path.name} was not fine-tuned with QAT: set qat_epochs > 0 or input_clip to false")
     if fo != "auto":
         try:
             check_float_ops(fo, torch_float_ops(student_from_checkpoint(s_ckpt, student_path)), student_path.name)

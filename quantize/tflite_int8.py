@@ -1,5 +1,5 @@
 """int8 TFLite student: a Keras mirror of :class:`distill.student.EdgeStudent` with BatchNorm folded (and
-the activation bounds of :mod:`quantize.activation_bounds`, where set), converted with TensorFlow's
+the activation bounds and input clip of :mod:`quantize.activation_bounds`, where set), converted with TensorFlow's
 TFLiteConverter and a representative data set of real windows.
 
 Full-integer (int8 in and out) when every op is quantized; with ``float_ops`` (op ids such as ``conv0``,
