@@ -163,7 +163,7 @@ def markdown(result: dict) -> str:
         if r.get("shipped"):
             target = "the bundle's int8 file" + (" (1)" if r.get("plan_saw_unseen") else "")
             if r.get("plan_saw_unseen"):
-                notes.append("(1) its plan measured on these windows too, so they are not unseen for it")
+                notes.append("(1) its plan measured on all or some of these windows too, so they are not unseen for it")
         else:
             target = f"{r['target']:g}"
         plan = "n/a | n/a" if p is None else f"{p['max_abs_prob_error']:.3f} | {p['windows_over_target']}"
