@@ -127,28 +127,25 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
 
         def as_shipped(model):  # the bundle's activation bounds, set on this student's own calibrated ranges
             return bound_activations(model, calib)[0] if bounded else model
-        if student is not None and student.input_bound is not None:
-            # what the input clip bought: the shipped float parts on the student without it, against its own float
+
+        def against_own_fp32(model, stem: str, what: str) -> None:
+            """The shipped float parts on ``model``, measured against ``model``'s own fp32 file."""
+            plain = export_onnx(model, work / f"{stem}_fp32.onnx", activation)
+            quantize_onnx_int8(plain, work / f"{stem}.onnx", calib, input_range=input_range, float_ops=shipped)
+            row(f"int8, float: {compact(shipped)}, {what}", *onnx_figures(work / f"{stem}.onnx", val),
+                reference=_probs(OnnxBackend(plain, threads=2), val))
+        if clipped:  # what the input clip bought: the shipped float parts on the student without it
             model = copy.deepcopy(student)
             model.input_bound = None
             model = as_shipped(equalize_channels(model, calib, strength)[0] if strength else model)
-            plain = export_onnx(model, work / "unclipped_fp32.onnx", activation)
-            quantize_onnx_int8(plain, work / "unclipped.onnx", calib, input_range=input_range, float_ops=shipped)
-            row(f"int8, float: {compact(shipped)}, without the input clip (against its own fp32)",
-                *onnx_figures(work / "unclipped.onnx", val), reference=_probs(OnnxBackend(plain, threads=2), val))
-        if bounded:  # what the bounds bought: the shipped float parts on the unbounded student, against its float
+            against_own_fp32(model, "unclipped", "without the input clip (against its own fp32)")
+        if bounded:  # what the bounds bought: the shipped float parts on the unbounded student
             model = equalize_channels(student, calib, strength)[0] if strength else student
-            plain = export_onnx(model, work / "unbounded_fp32.onnx", activation)
-            quantize_onnx_int8(plain, work / "unbounded.onnx", calib, input_range=input_range, float_ops=shipped)
-            row(f"int8, float: {compact(shipped)}, without activation bounds (against its own fp32)",
-                *onnx_figures(work / "unbounded.onnx", val), reference=_probs(OnnxBackend(plain, threads=2), val))
+            against_own_fp32(model, "unbounded", "without activation bounds (against its own fp32)")
         for other in others:
             model = as_shipped(equalize_channels(student, calib, other)[0] if other else student)
-            plain = export_onnx(model, work / "plain_fp32.onnx", activation)
-            quantize_onnx_int8(plain, work / "plain.onnx", calib, input_range=input_range, float_ops=shipped)
-            what = f"channel equalization {other:g}" if other else "without channel equalization"
-            row(f"int8, float: {compact(shipped)}, {what}", *onnx_figures(work / "plain.onnx", val),
-                reference=_probs(OnnxBackend(plain, threads=2), val))
+            against_own_fp32(model, "plain", f"channel equalization {other:g}" if other else
+                             "without channel equalization")
         if tflite:
             # as the bundle's files were made
             student = as_shipped(equalize_channels(student, calib, strength)[0] if strength else student)
