@@ -69,6 +69,30 @@ def teacher_probabilities(teacher: Teacher, names: list[str], x: np.ndarray) -> 
     return activate(logits, teacher.labels.activation)
 
 
+def float_student(student: nn.Module, calibration: np.ndarray, input_range: float | None = None,
+                  input_clip: bool = False, channel_equalization: float = 0.0, activation_bounds: bool = False,
+                  log=_log) -> dict:
+    """The float student the bundle's model files are made from, in the build's order: the input clipped to
+    +-``input_range`` (z-scores; ``input_clip``), channels equalized at strength ``channel_equalization``, then
+    activations bounded to their ranges on ``calibration`` ((n, 5000) windows, clipped as the int8 input is).
+    Each step makes a copy. Returns ``{"final": model, "trained", "clipped", "unbounded": the model before and
+    after the input clip and before the bounds (None where a step is off), "equalization", "bounds": the steps'
+    reports or None}``."""
+    made: dict = {"trained": student, "clipped": None, "unbounded": None, "equalization": None, "bounds": None}
+    if input_clip:
+        log(f"float student's input clipped to +-{input_range} (the int8 input's range)")
+        student = made["clipped"] = bound_input(student, input_range)
+    if channel_equalization:
+        log(f"channel equalization (strength {channel_equalization}) on {len(calibration)} calibration windows")
+        student, made["equalization"] = equalize_channels(student, calibration, channel_equalization)
+    if activation_bounds:
+        log(f"activation bounds from {len(calibration)} calibration windows")
+        made["unbounded"] = student
+        student, made["bounds"] = bound_activations(student, calibration)
+    made["final"] = student
+    return made
+
+
 def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.ndarray, test: WindowSet,
                  val: WindowSet | None = None, teacher: Teacher | None = None, tflite: bool = True,
                  hop_seconds: float = 5.0, calibration_method: str = "minmax",
@@ -172,22 +196,14 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
 
     input_range = (meta.get("qat") or {}).get("input_range")
     calibration = clip_input(calibration, input_range)
-    clipped = None
+    made = float_student(student, calibration, input_range, input_clip, channel_equalization, activation_bounds)
+    student, equalization, bounds, clipped = made["final"], made["equalization"], made["bounds"], None
     if input_clip:
-        _log(f"float student's input clipped to +-{input_range} (the int8 input's range)")
-        unclipped_probs = activate(predict(student, x_test), activation)
-        student = bound_input(student, input_range)
+        unclipped_probs = activate(predict(made["trained"], x_test), activation)
         clipped = {"range": [-float(input_range), float(input_range)],
-                   "held_out": bounds_effect(unclipped_probs, activate(predict(student, x_test), activation))}
-    equalization = None
-    if channel_equalization:
-        _log(f"channel equalization (strength {channel_equalization}) on {len(calibration)} calibration windows")
-        student, equalization = equalize_channels(student, calibration, channel_equalization)
-    bounds = None
+                   "held_out": bounds_effect(unclipped_probs, activate(predict(made["clipped"], x_test), activation))}
     if activation_bounds:
-        _log(f"activation bounds from {len(calibration)} calibration windows")
-        unbounded_probs = activate(predict(student, x_test), activation)
-        student, bounds = bound_activations(student, calibration)
+        unbounded_probs = activate(predict(made["unbounded"], x_test), activation)
         bounds["held_out"] = bounds_effect(unbounded_probs, activate(predict(student, x_test), activation))
     _log("export student fp32 ONNX")
     export_onnx(student, out / "student_fp32.onnx", activation)
