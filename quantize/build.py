@@ -93,6 +93,20 @@ def float_student(student: nn.Module, calibration: np.ndarray, input_range: floa
     return made
 
 
+def precision_plan_windows(val: WindowSet | None, plan_windows: np.ndarray | None,
+                           calibration: np.ndarray) -> tuple[np.ndarray, str]:
+    """The windows (n, 5000) float32 a precision plan measures on, and what they are: the validation windows
+    and the extra training ``plan_windows``, whichever are given, else the ``calibration`` windows."""
+    sources = [(what, x) for what, x in (("validation windows", None if val is None else val.x),
+                                         ("training windows (not the calibration ones)", plan_windows))
+               if x is not None and len(x)]
+    if not sources:
+        sources = [("calibration windows (no validation windows were given)", calibration)]
+    measured_on = sources[0][0] if len(sources) == 1 else \
+        "windows: " + " + ".join(f"{len(x):,} {what.replace(' windows', '')}" for what, x in sources)
+    return np.concatenate([np.asarray(x, np.float32) for _, x in sources]), measured_on
+
+
 def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.ndarray, test: WindowSet,
                  val: WindowSet | None = None, teacher: Teacher | None = None, tflite: bool = True,
                  hop_seconds: float = 5.0, calibration_method: str = "minmax",
@@ -214,17 +228,10 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
                              f"not {float_ops!r}")
         from .precision_plan import plan_float_ops
 
-        sources = [(what, x) for what, x in (("validation windows", None if val is None else val.x),
-                                             ("training windows (not the calibration ones)", plan_windows))
-                   if x is not None and len(x)]
-        if not sources:
-            sources = [("calibration windows (no validation windows were given)", calibration)]
-        measured_on = sources[0][0] if len(sources) == 1 else \
-            "windows: " + " + ".join(f"{len(x):,} {what.replace(' windows', '')}" for what, x in sources)
+        x_plan, measured_on = precision_plan_windows(val, plan_windows, calibration)
         _log(f"choosing the float parts by measurement on {measured_on} (target: max error {precision_target})")
-        plan = plan_float_ops(out / "student_fp32.onnx", calibration,
-                              np.concatenate([np.asarray(x, np.float32) for _, x in sources]),
-                              precision_target, calibration_method, input_range, measured_on=measured_on, log=_log)
+        plan = plan_float_ops(out / "student_fp32.onnx", calibration, x_plan, precision_target, calibration_method,
+                              input_range, measured_on=measured_on, log=_log)
         float_ops = plan["float_ops"]
     _log(f"int8 QDQ with {len(calibration)} calibration windows")
     qparams = quantize_onnx_int8(out / "student_fp32.onnx", out / "student_int8.onnx", calibration, calibration_method,
