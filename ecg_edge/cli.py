@@ -357,6 +357,12 @@ def _add_quantize(sub) -> None:
                    help="training windows drawn per QAT epoch [default: 8192]")
     p.add_argument("--qat-self-weight", type=float, default=None,
                    help="weight of the float-vs-fake-quantized agreement term during QAT [default: 4.0]")
+    p.add_argument("--qat-seeds", type=_seed_list, default=None, metavar="S,S,...",
+                   help="one QAT run per seed; the run whose int8 model leaves the fewest windows over "
+                        "--precision-target (then the smallest max error) on half of the training records no "
+                        "calibration or plan window came from is kept, the other half measured beside it "
+                        "(quantize.qat_select; about 6 min per run on 2 cores) [default: one run with the "
+                        "recipe's seed]")
     p.add_argument("--float-ops", type=_float_ops, default=None, metavar="auto|OP,OP,...",
                    help="parts of the student kept in float in both int8 models, in graph order: convN (the "
                         "N-th convolution, conv0 = the first), addN (the N-th residual Add), head (pooling and "
@@ -377,6 +383,16 @@ def _add_quantize(sub) -> None:
     p.set_defaults(func=_run_quantize)
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integer seeds such as 0,1,2")
+    return seeds
+
+
 def _run_quantize(a) -> int:
     from dataclasses import asdict
 
@@ -393,7 +409,7 @@ def _run_quantize(a) -> int:
                      calibration_method=a.calibration_method, channel_equalization=a.equalize,
                      activation_bounds=a.activation_bounds, input_clip=a.input_clip,
                      qat_epochs=a.qat_epochs,
-                     qat_self_weight=a.qat_self_weight, qat_samples_per_epoch=a.qat_samples_per_epoch,
+                     qat_self_weight=a.qat_self_weight, qat_seeds=a.qat_seeds, qat_samples_per_epoch=a.qat_samples_per_epoch,
                      include_teacher=a.include_teacher,
                      tflite=False if a.no_tflite else None, float_ops=a.float_ops, precision_target=a.precision_target,
                      precision_train_windows=a.precision_train_windows,

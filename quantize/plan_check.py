@@ -148,7 +148,9 @@ def plan_check(bundle: str | Path, targets: Sequence[float], n_unseen: int | Non
     rows = [shipped_row(bundle, b.card, unseen, shipped_saw)]
     rows += check_plan_targets(Path(bundle) / "student_fp32.onnx", calib, plan_x, unseen, targets, input_range,
                                recipe.get("calibration_method", "minmax"), max_float=max_float, log=log)
-    return {"planned_on": planned_on, "checked_on": checked_on, "accept": ACCEPT, "rows": rows}
+    selection = ((b.card.get("student") or {}).get("qat") or {}).get("selection")
+    return {"planned_on": planned_on, "checked_on": checked_on, "accept": ACCEPT, "rows": rows,
+            **({"qat_chosen_on": selection["choose"]} if selection and as_recipe else {})}
 
 
 def markdown(result: dict) -> str:
@@ -170,6 +172,10 @@ def markdown(result: dict) -> str:
         lines.append(f"| {target} | {compact(r['float_ops']) or 'none'} | {plan} | {u['max_abs_prob_error']:.3f} | "
                      f"{second} | {u['p999_abs_prob_error']:.3f} | {u[f'windows_over_{accept}']} of "
                      f"{u['n_windows']:,} |")
+    if result.get("qat_chosen_on"):
+        notes.append(f"The bundle's QAT run was chosen among several by its int8 error on half of these records "
+                     f"({result['qat_chosen_on']}; `quantize/qat_select.py`): for every row, the card's check half "
+                     "is the unseen part.")
     return "\n".join(lines + ([""] + notes if notes else []))
 
 

@@ -52,6 +52,9 @@ class QuantizeRecipe:
     qat_self_weight: float = 4.0
     qat_samples_per_epoch: int = 8192
     qat_out: str | None = None
+    # several: one QAT run per seed, the one kept whose int8 model errs least on unseen training records
+    # (quantize.qat_select); None: one run with ``seed``
+    qat_seeds: list[int] | None = None
     tflite: bool = True
     float_ops: list[str] | str = field(default_factory=lambda: ["conv0"])  # or "auto": chosen by measurement
     precision_target: float = 0.03
@@ -124,6 +127,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     """
     from quantize.qat import qat_finetune
 
+    from .qat_select import check_seeds
     fo = recipe.float_ops
     if fo != "auto" and not (isinstance(fo, list) and all(isinstance(op, str) for op in fo)):
         raise ConfigError(f"float_ops must be 'auto' or a list of op ids such as [\"conv0\", \"head\"], not {fo!r}")
@@ -143,6 +147,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     n_cal = recipe.calibration_windows
     if isinstance(n_cal, bool) or not isinstance(n_cal, int) or n_cal < 1:
         raise ConfigError(f"calibration_windows is a number of training windows (1 or more), not {n_cal!r}")
+    qat_seeds = check_seeds(recipe.qat_seeds if recipe.qat_seeds is not None else [recipe.seed], recipe.qat_epochs)
     student_path = Path(recipe.student)
     s_ckpt = read_checkpoint(student_path)
     if s_ckpt.get("arch", "net1d") == "net1d":
@@ -205,9 +210,17 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
             t_logits = teacher_targets(teacher.model, train.x, teacher.sha256, cache_dir())[0][:, teacher.labels.indices(table.names)]
         y, supervised = (hard_targets(train.y, train.classes, train.label_map, table, "unlabeled")
                          if train.labeled else (None, None))
-        r = qat_finetune(student, qat_out, train.x, y, t_logits, epochs=recipe.qat_epochs,
-                         samples_per_epoch=recipe.qat_samples_per_epoch, self_weight=recipe.qat_self_weight, seed=recipe.seed, supervised=supervised, force=force)
-        log(f"[quantize] quantization-aware fine-tuning: {recipe.qat_epochs} epochs, {r['seconds']} s -> {qat_out}")
+
+        def finetune(path: Path, seed: int) -> None:
+            r = qat_finetune(student, path, train.x, y, t_logits, epochs=recipe.qat_epochs,
+                             samples_per_epoch=recipe.qat_samples_per_epoch, self_weight=recipe.qat_self_weight,
+                             seed=seed, supervised=supervised, force=force)
+            log(f"[quantize] quantization-aware fine-tuning (seed {seed}): {recipe.qat_epochs} epochs, "
+                f"{r['seconds']} s -> {path}")
+        if len(qat_seeds) == 1:
+            finetune(qat_out, qat_seeds[0])
+        else:
+            choose_among_qat_runs(recipe, qat_seeds, finetune, train, val, calib, plan_windows, qat_out, log)
         student = str(qat_out)
     card = build_bundle(student, out, calib, test, val, teacher, tflite=recipe.tflite, hop_seconds=recipe.hop_seconds,
                         calibration_method=recipe.calibration_method, float_ops=recipe.float_ops,
@@ -218,3 +231,40 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
                         include_teacher=recipe.include_teacher, force=force,
                         recipe={**recipe.to_dict(), "teacher_resolved": teacher_note, "bundle": str(out)}, chest=chest)
     return card
+
+
+def choose_among_qat_runs(recipe: QuantizeRecipe, seeds: list[int], finetune, train: WindowSet,
+                          val: WindowSet | None, calib: np.ndarray, plan_windows: np.ndarray | None, qat_out: Path,
+                          log=print) -> dict:
+    """One QAT run per seed (``finetune(path, seed)``), each measured by :func:`quantize.qat_select.select_qat_run`
+    on the training records with no calibration or plan window, split by record; the run kept is written to
+    ``qat_out`` with the selection in ``meta.qat.selection``, which is returned."""
+    import tempfile
+
+    from .build import precision_plan_windows
+    from .plan_check import unseen_indices
+    from .qat_select import select_qat_run, split_by_record, write_chosen
+
+    n_plan = len(plan_windows) if plan_windows is not None else 0
+    unseen = unseen_indices(train.record_idx, recipe.calibration_windows, n_plan, recipe.seed)
+    if len(unseen) == 0:
+        raise DatasetError(f"qat_seeds {seeds}: every training record gave a calibration or plan window, so none is "
+                           "left to choose a QAT run on; give more training records or one seed")
+    choose, check = split_by_record(unseen, train.record_idx, recipe.seed)
+    described = {name: f"{len(i):,} windows of {len(np.unique(train.record_idx[i])):,} training records that no "
+                       f"calibration or plan window came from ({name} half, split by record)"
+                 for name, i in (("choose", choose), ("check", check))}
+    log(f"[quantize] {len(seeds)} QAT runs, one kept by the int8 error on the {described['choose']}")
+    plan_x = precision_plan_windows(val, plan_windows, calib)[0] if recipe.float_ops == "auto" else calib
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {}
+        for seed in seeds:
+            runs[seed] = Path(tmp) / f"qat_seed{seed}.pth"
+            finetune(runs[seed], seed)
+        selection = select_qat_run(runs, calib, plan_x, train.x[choose], train.x[check], described,
+                                   recipe.precision_target, log, float_ops=recipe.float_ops,
+                                   calibration_method=recipe.calibration_method, input_clip=recipe.input_clip,
+                                   channel_equalization=recipe.channel_equalization,
+                                   activation_bounds=recipe.activation_bounds)
+        write_chosen(runs[selection["chosen_seed"]], qat_out, selection)
+    return selection

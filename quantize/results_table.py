@@ -67,6 +67,23 @@ def _plan_markdown(plan: dict) -> list[str]:
     return lines
 
 
+def _qat_runs_markdown(sel: dict) -> list[str]:
+    key = f"windows_over_{sel['precision_target']}"
+    lines = ["", f"Which QAT run the int8 files come from (`quantize/qat_select.py`): one run per seed, each made into "
+                 f"an int8 ONNX Runtime model as the bundle is, and measured against its own fp32 model. Kept: "
+                 f"seed {sel['chosen_seed']}, by the {sel['rule']}. Choose half: {sel['choose']}; check half: "
+                 f"{sel['check']}.", "",
+             f"| seed | float parts | choose: max | choose: windows > {sel['precision_target']} | check: max | "
+             f"check: windows > {sel['precision_target']} |", "|---:|---|---:|---:|---:|---:|"]
+    for r in sel["runs"]:
+        kept = r["seed"] == sel["chosen_seed"]
+        seed = f"**{r['seed']} (kept)**" if kept else str(r["seed"])
+        lines.append(f"| {seed} | {compact(r['float_ops']) or 'none'} | {_f(r['choose']['max_abs_prob_error'], 4)} | "
+                     f"{r['choose'][key]:,} of {r['choose']['n_windows']:,} | {_f(r['check']['max_abs_prob_error'], 4)} | "
+                     f"{r['check'][key]:,} of {r['check']['n_windows']:,} |")
+    return lines
+
+
 def results_markdown(card: dict, bundle: str = "bundles/default") -> str:
     """Markdown tables of skill, int8 fidelity and chest-lead behaviour, every number from ``card``."""
     names = [d["name"] for d in card["labels"]]
@@ -146,6 +163,9 @@ def results_markdown(card: dict, bundle: str = "bundles/default") -> str:
                                    " / ".join(f"{v:.4f} {k}" for k, v in vs.items()) + ")" if vs else "") + "."]
     if card.get("precision_plan"):
         lines += _plan_markdown(card["precision_plan"])
+    selection = (student.get("qat") or {}).get("selection")
+    if selection:
+        lines += _qat_runs_markdown(selection)
     chest = ev.get("chest_lead")
     if chest:
         expected = {k: next((m[k]["expected"] for m in chest["models"].values() if k in m), "?") for k, _ in CHEST_KEYS}
