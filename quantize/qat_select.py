@@ -1,10 +1,10 @@
 """Choose among QAT runs by the int8 error each leaves on training records that nothing else saw.
 
-The QAT run sets the int8 tail more than the precision plan or the input clip do. Three QAT runs of the
+The QAT run sets the int8 tail more than the precision plan or the input clip do. Four QAT runs of the
 default recipe that differ only in their seed (input clip on), each planned and quantized as the bundle
-is, put 9, 2 and 22 of 10,533 unseen-record windows over 0.03 (2026-11-27; ``python -m quantize.plan_check
---as-recipe`` measures the same set). A recipe with ``qat_seeds`` therefore fine-tunes once per seed and
-keeps one run, by measurement:
+is, put 9, 2, 22 and 0 of 10,533 unseen-record windows over 0.03 (2026-11-27; ``python -m
+quantize.plan_check --as-recipe`` measures the same set). A recipe with ``qat_seeds`` therefore fine-tunes
+once per seed and keeps one run, by measurement:
 
 1. each run's float student is made as the build makes it (:func:`quantize.build.float_student`), exported,
    given its float parts by the same precision plan on the same windows, and quantized to int8 QDQ;
