@@ -128,6 +128,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     from quantize.qat import qat_finetune
 
     from .qat_select import check_seeds
+
     fo = recipe.float_ops
     if fo != "auto" and not (isinstance(fo, list) and all(isinstance(op, str) for op in fo)):
         raise ConfigError(f"float_ops must be 'auto' or a list of op ids such as [\"conv0\", \"head\"], not {fo!r}")
@@ -247,9 +248,11 @@ def choose_among_qat_runs(recipe: QuantizeRecipe, seeds: list[int], finetune, tr
 
     n_plan = len(plan_windows) if plan_windows is not None else 0
     unseen = unseen_indices(train.record_idx, recipe.calibration_windows, n_plan, recipe.seed)
-    if len(unseen) == 0:
-        raise DatasetError(f"qat_seeds {seeds}: every training record gave a calibration or plan window, so none is "
-                           "left to choose a QAT run on; give more training records or one seed")
+    if len(np.unique(train.record_idx[unseen])) < 2:
+        raise DatasetError(f"qat_seeds {seeds}: {len(np.unique(train.record_idx[unseen]))} training records gave no "
+                           "calibration or plan window, and choosing a QAT run needs at least 2 (one to choose on, "
+                           "one to check on); give more training records, fewer calibration or plan windows, or "
+                           "one seed")
     choose, check = split_by_record(unseen, train.record_idx, recipe.seed)
     described = {name: f"{len(i):,} windows of {len(np.unique(train.record_idx[i])):,} training records that no "
                        f"calibration or plan window came from ({name} half, split by record)"

@@ -81,6 +81,19 @@ def test_two_real_qat_runs_the_kept_one_is_written_and_measures_as_recorded(tmp_
         assert again[half]["windows_over_0.03"] == kept[half]["windows_over_0.03"]
 
 
+def test_too_few_unseen_records_to_choose_on_is_a_named_error(tmp_path, models_dir, cinc):
+    from edge_sdk.errors import DatasetError
+
+    train = load_split(DataSpec(limit=3), "train")  # every window a calibration window
+    recipe = QuantizeRecipe(student=str(models_dir / "student.pth"), calibration_windows=48, qat_seeds=[0, 1])
+    calib = sample_calibration(train, 48)
+    ran = []
+    with pytest.raises(DatasetError, match="choosing a QAT run needs at least 2"):
+        choose_among_qat_runs(recipe, [0, 1], lambda path, seed: ran.append(seed), train, None, calib, None,
+                              tmp_path / "qat.pth", log=lambda m: None)
+    assert not ran and not list(tmp_path.iterdir())
+
+
 def test_cli_refuses_a_bad_seed_list(capsys):
     from ecg_edge.cli import main
 
