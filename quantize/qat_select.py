@@ -28,6 +28,7 @@ import numpy as np
 
 from distill.checkpoint import load_model, save_checkpoint
 from distill.labels import checkpoint_label_table
+from distill.metrics import record_probabilities
 from edge_sdk.errors import ConfigError
 
 from .build import float_student
@@ -65,16 +66,26 @@ def split_by_record(idx: np.ndarray, record_idx: np.ndarray, seed: int = 0) -> t
     return np.sort(idx[on_choose]), np.sort(idx[~on_choose])
 
 
+def record_changes(reference: np.ndarray, candidate: np.ndarray, record_idx: np.ndarray) -> dict:
+    """How many records (``record_idx`` (n,): each window's record) get another top label of their mean window
+    probabilities from ``candidate`` than from ``reference`` (both (n, C))."""
+    _, inverse = np.unique(record_idx, return_inverse=True)
+    n = int(inverse.max()) + 1 if len(inverse) else 0
+    ref, cand = (record_probabilities(np.asarray(a, np.float64), inverse, n) for a in (reference, candidate))
+    return {"records_top_label_changed": int((ref.argmax(1) != cand.argmax(1)).sum()), "n_records": n}
+
+
 def run_int8_errors(student_path: str | Path, calibration: np.ndarray, plan_windows: np.ndarray,
                     halves: dict[str, np.ndarray], float_ops: Sequence[str] | str = "auto",
                     precision_target: float = 0.03, calibration_method: str = "minmax", input_clip: bool = False,
                     channel_equalization: float = 0.0, activation_bounds: bool = False,
-                    log: Callable[[str], None] = print) -> dict:
+                    records: dict[str, np.ndarray] | None = None, log: Callable[[str], None] = print) -> dict:
     """One QAT run's int8 ONNX model, made as :func:`quantize.build.build_bundle` makes it, against its own fp32
     model on each of ``halves`` ({name: windows (n, 5000)}). ``calibration``: the recipe's calibration windows
     (clipped here to the run's input range, as the build clips them); ``plan_windows`` (m, 5000): what the
-    precision plan measures on when ``float_ops`` is ``"auto"``. Returns ``{"float_ops", "plan", <name>:
-    :func:`quantize.plan_check.unseen_figures` at ``precision_target``}``."""
+    precision plan measures on when ``float_ops`` is ``"auto"``; ``records`` ({name: (n,) record of each
+    window}): also count the records whose top label of the mean changes (:func:`record_changes`). Returns
+    ``{"float_ops", "plan", <name>: :func:`quantize.plan_check.unseen_figures` at ``precision_target``}``."""
     student, ckpt = load_model(student_path)
     table = checkpoint_label_table(ckpt, student.head.out_features, where=f"student {Path(student_path).name}")
     input_range = ((ckpt.get("meta") or {}).get("qat") or {}).get("input_range")
@@ -96,7 +107,10 @@ def run_int8_errors(student_path: str | Path, calibration: np.ndarray, plan_wind
         quantize_onnx_int8(fp32, int8, calibration, calibration_method, input_range=input_range, float_ops=float_ops)
         for name, x in halves.items():
             x = np.asarray(x, np.float32)
-            out[name] = unseen_figures(np.abs(_probs(int8, x) - _probs(fp32, x)).max(1), precision_target)
+            ref, q = _probs(fp32, x), _probs(int8, x)
+            out[name] = unseen_figures(np.abs(q - ref).max(1), precision_target)
+            if records is not None:
+                out[name].update(record_changes(ref, q, records[name]))
     return out
 
 
@@ -118,20 +132,24 @@ def write_chosen(run_path: str | Path, out: str | Path, selection: dict) -> Path
 
 def select_qat_run(runs: dict[int, Path], calibration: np.ndarray, plan_windows: np.ndarray, choose: np.ndarray,
                    check: np.ndarray, described: dict[str, str], precision_target: float = 0.03,
-                   log: Callable[[str], None] = print, **build: object) -> dict:
+                   log: Callable[[str], None] = print, records: dict[str, np.ndarray] | None = None,
+                   **build: object) -> dict:
     """Measure every QAT run ({seed: checkpoint}) with :func:`run_int8_errors` on the ``choose`` and ``check``
     windows (n, 5000) and keep one by :data:`RULE`. ``described``: what the two halves are ({"choose": ...,
-    "check": ...}); ``build``: the recipe's choices :func:`run_int8_errors` takes (float_ops,
-    calibration_method, input_clip, channel_equalization, activation_bounds). Returns the selection record:
+    "check": ...}); ``records``: each half's window records, for the record counts (reported, not part of the
+    rule); ``build``: the recipe's choices :func:`run_int8_errors` takes (float_ops, calibration_method,
+    input_clip, channel_equalization, activation_bounds). Returns the selection record:
     ``{"rule", "chosen_seed", "choose", "check", "runs": [{"seed", "float_ops", "plan", "choose", "check"}]}``."""
     measured: dict[int, dict] = {}
     key = f"windows_over_{precision_target}"
     for i, (seed, path) in enumerate(runs.items()):
         r = measured[seed] = run_int8_errors(path, calibration, plan_windows, {"choose": choose, "check": check},
-                                             precision_target=precision_target, **build)
+                                             precision_target=precision_target, records=records, **build)
+        changed = "".join(f", {r[h]['records_top_label_changed']} records' top label changed ({h})"
+                          for h in ("choose", "check") if "records_top_label_changed" in r[h])
         log(f"[quantize] QAT run {i + 1}/{len(runs)} (seed {seed}): float {r['float_ops']}; choose half "
             f"max {r['choose']['max_abs_prob_error']:.4f}, {r['choose'][key]} over {precision_target}; check half "
-            f"max {r['check']['max_abs_prob_error']:.4f}, {r['check'][key]} over")
+            f"max {r['check']['max_abs_prob_error']:.4f}, {r['check'][key]} over{changed}")
     chosen = choose_run(measured, precision_target)
     log(f"[quantize] QAT run kept: seed {chosen} ({RULE})")
     return {"rule": RULE, "precision_target": precision_target, "chosen_seed": int(chosen),

@@ -265,7 +265,9 @@ def choose_among_qat_runs(recipe: QuantizeRecipe, seeds: list[int], finetune, tr
             runs[seed] = Path(tmp) / f"qat_seed{seed}.pth"
             finetune(runs[seed], seed)
         selection = select_qat_run(runs, calib, plan_x, train.x[choose], train.x[check], described,
-                                   recipe.precision_target, log, float_ops=recipe.float_ops,
+                                   recipe.precision_target, log,
+                                   records={"choose": train.record_idx[choose], "check": train.record_idx[check]},
+                                   float_ops=recipe.float_ops,
                                    calibration_method=recipe.calibration_method, input_clip=recipe.input_clip,
                                    channel_equalization=recipe.channel_equalization,
                                    activation_bounds=recipe.activation_bounds)

@@ -69,18 +69,24 @@ def _plan_markdown(plan: dict) -> list[str]:
 
 def _qat_runs_markdown(sel: dict) -> list[str]:
     key = f"windows_over_{sel['precision_target']}"
+    rec = all("records_top_label_changed" in r[h] for r in sel["runs"] for h in ("choose", "check"))
     lines = ["", f"Which QAT run the int8 files come from (`quantize/qat_select.py`): one run per seed, each made into "
                  f"an int8 ONNX Runtime model as the bundle is, and measured against its own fp32 model. Kept: "
                  f"seed {sel['chosen_seed']}, by the {sel['rule']}. Choose half: {sel['choose']}; check half: "
                  f"{sel['check']}.", "",
              f"| seed | float parts | choose: max | choose: windows > {sel['precision_target']} | check: max | "
-             f"check: windows > {sel['precision_target']} |", "|---:|---|---:|---:|---:|---:|"]
+             f"check: windows > {sel['precision_target']} |" + (" records whose top label of the mean changes "
+                                                                "(choose / check; not part of the rule) |" if rec else ""),
+             "|---:|---|---:|---:|---:|---:|" + ("---:|" if rec else "")]
     for r in sel["runs"]:
         kept = r["seed"] == sel["chosen_seed"]
         seed = f"**{r['seed']} (kept)**" if kept else str(r["seed"])
-        lines.append(f"| {seed} | {compact(r['float_ops']) or 'none'} | {_f(r['choose']['max_abs_prob_error'], 4)} | "
-                     f"{r['choose'][key]:,} of {r['choose']['n_windows']:,} | {_f(r['check']['max_abs_prob_error'], 4)} | "
-                     f"{r['check'][key]:,} of {r['check']['n_windows']:,} |")
+        c, k = r["choose"], r["check"]
+        lines.append(f"| {seed} | {compact(r['float_ops']) or 'none'} | {_f(c['max_abs_prob_error'], 4)} | "
+                     f"{c[key]:,} of {c['n_windows']:,} | {_f(k['max_abs_prob_error'], 4)} | "
+                     f"{k[key]:,} of {k['n_windows']:,} |" +
+                     (f" {c['records_top_label_changed']} of {c['n_records']:,} / {k['records_top_label_changed']} of "
+                      f"{k['n_records']:,} |" if rec else ""))
     return lines
 
 

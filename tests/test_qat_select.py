@@ -16,7 +16,7 @@ from quantize.recipe import (QuantizeRecipe, calibration_indices, choose_among_q
                              sample_calibration)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.lists(st.integers(0, 9), min_size=1, max_size=60), st.integers(0, 5))
 def test_split_by_record_keeps_records_whole_and_loses_no_window(records, seed):
     record_idx = np.asarray(records)
@@ -28,6 +28,22 @@ def test_split_by_record_keeps_records_whole_and_loses_no_window(records, seed):
     assert len(np.unique(record_idx[choose])) == (n + 1) // 2
     again = split_by_record(idx, record_idx, seed)
     assert np.array_equal(again[0], choose) and np.array_equal(again[1], check)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=40), st.integers(0, 2**31 - 1))
+def test_record_changes_count_records_whose_mean_top_label_moves(records, seed):
+    from quantize.qat_select import record_changes
+
+    rng = np.random.default_rng(seed)
+    record_idx = np.asarray(records) * 3 + 1  # record ids need not be 0..n-1
+    ref = rng.dirichlet(np.ones(4), len(record_idx))
+    cand = np.clip(ref + rng.normal(0, 0.1, ref.shape), 0, 1)
+    want = sum(ref[record_idx == r].mean(0).argmax() != cand[record_idx == r].mean(0).argmax()
+               for r in np.unique(record_idx))
+    assert record_changes(ref, cand, record_idx) == {"records_top_label_changed": want,
+                                                     "n_records": len(np.unique(record_idx))}
+    assert record_changes(ref, ref, record_idx)["records_top_label_changed"] == 0
 
 
 def test_qat_seeds_are_checked_before_any_work(tmp_path, models_dir):
@@ -74,11 +90,14 @@ def test_two_real_qat_runs_the_kept_one_is_written_and_measures_as_recorded(tmp_
     written = read_checkpoint(out)
     assert written["meta"]["qat"]["selection"] == sel
     again = run_int8_errors(out, calib, calib, {"choose": train.x[choose], "check": train.x[check]},
-                            float_ops=["conv0", "head"], input_clip=True, channel_equalization=0.5)
+                            float_ops=["conv0", "head"], input_clip=True, channel_equalization=0.5,
+                            records={"choose": train.record_idx[choose], "check": train.record_idx[check]})
     kept = runs[sel["chosen_seed"]]
-    for half in ("choose", "check"):
+    for half, idx in (("choose", choose), ("check", check)):
         assert again[half]["max_abs_prob_error"] == pytest.approx(kept[half]["max_abs_prob_error"], abs=1e-6)
-        assert again[half]["windows_over_0.03"] == kept[half]["windows_over_0.03"]
+        for k in ("windows_over_0.03", "records_top_label_changed", "n_records"):
+            assert again[half][k] == kept[half][k]
+        assert kept[half]["n_records"] == len(np.unique(train.record_idx[idx]))
 
 
 def test_too_few_unseen_records_to_choose_on_is_a_named_error(tmp_path, models_dir, cinc):
@@ -115,6 +134,11 @@ def test_the_readme_table_and_plan_check_say_which_run_was_kept():
                      "check": fig}, {"seed": 1, "float_ops": ["conv0", "conv1"], "choose": fig, "check": fig}]}
     table = "\n".join(_qat_runs_markdown(sel))
     assert "Kept: seed 1" in table and "| **1 (kept)** | conv0-1 | 0.0312 | 2 of 5,000 |" in table
-    assert "| 0 | conv0, head | 0.0312 | 9 of 5,000 |" in table
+    assert "| 0 | conv0, head | 0.0312 | 9 of 5,000 |" in table and "records whose top label" not in table
+    for r in sel["runs"]:
+        for h in ("choose", "check"):
+            r[h] = {**r[h], "records_top_label_changed": r["seed"] + (h == "check"), "n_records": 1300}
+    table = "\n".join(_qat_runs_markdown(sel))
+    assert "| 0 | conv0, head | 0.0312 | 9 of 5,000 | 0.0312 | 2 of 5,000 | 0 of 1,300 / 1 of 1,300 |" in table
     note = markdown({"planned_on": "p", "checked_on": "c", "accept": 0.03, "rows": [], "qat_chosen_on": sel["choose"]})
     assert "chosen among several by its int8 error on half of these records (5,000 windows (choose half)" in note
