@@ -83,9 +83,10 @@ def run_int8_errors(student_path: str | Path, calibration: np.ndarray, plan_wind
     """One QAT run's int8 ONNX model, made as :func:`quantize.build.build_bundle` makes it, against its own fp32
     model on each of ``halves`` ({name: windows (n, 5000)}). ``calibration``: the recipe's calibration windows
     (clipped here to the run's input range, as the build clips them); ``plan_windows`` (m, 5000): what the
-    precision plan measures on when ``float_ops`` is ``"auto"``; ``records`` ({name: (n,) record of each
-    window}): also count the records whose top label of the mean changes (:func:`record_changes`). Returns
-    ``{"float_ops", "plan", <name>: :func:`quantize.plan_check.unseen_figures` at ``precision_target``}``."""
+    precision plan measures on when ``float_ops`` is ``"auto"`` (its steps go to ``log``); ``records``
+    ({name: (n,) record of each window}): also count the records whose top label of the mean changes
+    (:func:`record_changes`). Returns ``{"float_ops", "plan", <name>: :func:`quantize.plan_check.unseen_figures`
+    at ``precision_target``}``."""
     student, ckpt = load_model(student_path)
     table = checkpoint_label_table(ckpt, student.head.out_features, where=f"student {Path(student_path).name}")
     input_range = ((ckpt.get("meta") or {}).get("qat") or {}).get("input_range")
@@ -97,7 +98,7 @@ def run_int8_errors(student_path: str | Path, calibration: np.ndarray, plan_wind
         fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", table.activation)
         if float_ops == "auto":
             plan = plan_float_ops(fp32, calibration, plan_windows, precision_target, calibration_method, input_range,
-                                  log=lambda m: None)
+                                  log=log)
             float_ops = plan["float_ops"]
             last = plan["steps"][-1]
             out["plan"] = {"max_abs_prob_error": last["max_abs_prob_error"],
@@ -144,7 +145,9 @@ def select_qat_run(runs: dict[int, Path], calibration: np.ndarray, plan_windows:
     key = f"windows_over_{precision_target}"
     for i, (seed, path) in enumerate(runs.items()):
         r = measured[seed] = run_int8_errors(path, calibration, plan_windows, {"choose": choose, "check": check},
-                                             precision_target=precision_target, records=records, **build)
+                                             precision_target=precision_target, records=records,
+                                             log=lambda m, seed=seed: log(f"[quantize] QAT run seed {seed}: {m}"),
+                                             **build)
         changed = "".join(f", {r[h]['records_top_label_changed']} records' top label changed ({h})"
                           for h in ("choose", "check") if "records_top_label_changed" in r[h])
         log(f"[quantize] QAT run {i + 1}/{len(runs)} (seed {seed}): float {r['float_ops']}; choose half "

@@ -75,8 +75,8 @@ def _qat_runs_markdown(sel: dict) -> list[str]:
                  f"seed {sel['chosen_seed']}, by the {sel['rule']}. Choose half: {sel['choose']}; check half: "
                  f"{sel['check']}.", "",
              f"| seed | float parts | choose: max | choose: windows > {sel['precision_target']} | check: max | "
-             f"check: windows > {sel['precision_target']} |" + (" records whose top label of the mean changes "
-                                                                "(choose / check; not part of the rule) |" if rec else ""),
+             f"check: windows > {sel['precision_target']} |" +
+             (" records whose top label of the mean changes (choose / check; not part of the rule) |" if rec else ""),
              "|---:|---|---:|---:|---:|---:|" + ("---:|" if rec else "")]
     for r in sel["runs"]:
         kept = r["seed"] == sel["chosen_seed"]
