@@ -75,7 +75,7 @@ def record_changes(reference: np.ndarray, candidate: np.ndarray, record_idx: np.
     return {"records_top_label_changed": int((ref.argmax(1) != cand.argmax(1)).sum()), "n_records": n}
 
 
-def run_int8_errors(student_path: str | Path, calibration: np.ndarray, plan_windows: np.ndarray,
+def run_int8_errors(student_path: str | Path, calibration: np.ndarray, plan_windows: np.ndarray | None,
                     halves: dict[str, np.ndarray], float_ops: Sequence[str] | str = "auto",
                     precision_target: float = 0.03, calibration_method: str = "minmax", input_clip: bool = False,
                     channel_equalization: float = 0.0, activation_bounds: bool = False,
@@ -83,7 +83,8 @@ def run_int8_errors(student_path: str | Path, calibration: np.ndarray, plan_wind
     """One QAT run's int8 ONNX model, made as :func:`quantize.build.build_bundle` makes it, against its own fp32
     model on each of ``halves`` ({name: windows (n, 5000)}). ``calibration``: the recipe's calibration windows
     (clipped here to the run's input range, as the build clips them); ``plan_windows`` (m, 5000): what the
-    precision plan measures on when ``float_ops`` is ``"auto"`` (its steps go to ``log``); ``records``
+    precision plan measures on when ``float_ops`` is ``"auto"`` (its steps go to ``log``; None: the clipped
+    calibration windows, as the build falls back to them); ``records``
     ({name: (n,) record of each window}): also count the records whose top label of the mean changes
     (:func:`record_changes`). Returns ``{"float_ops", "plan", <name>: :func:`quantize.plan_check.unseen_figures`
     at ``precision_target``}``."""
@@ -97,6 +98,7 @@ def run_int8_errors(student_path: str | Path, calibration: np.ndarray, plan_wind
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", table.activation)
         if float_ops == "auto":
+            plan_windows = calibration if plan_windows is None else plan_windows
             plan = plan_float_ops(fp32, calibration, plan_windows, precision_target, calibration_method, input_range,
                                   log=log)
             float_ops = plan["float_ops"]
@@ -131,8 +133,8 @@ def write_chosen(run_path: str | Path, out: str | Path, selection: dict) -> Path
     return save_checkpoint(out, model, ckpt.get("arch", "edge_student"), ckpt.get("config") or {}, table, meta)
 
 
-def select_qat_run(runs: dict[int, Path], calibration: np.ndarray, plan_windows: np.ndarray, choose: np.ndarray,
-                   check: np.ndarray, described: dict[str, str], precision_target: float = 0.03,
+def select_qat_run(runs: dict[int, Path], calibration: np.ndarray, plan_windows: np.ndarray | None,
+                   choose: np.ndarray, check: np.ndarray, described: dict[str, str], precision_target: float = 0.03,
                    log: Callable[[str], None] = print, records: dict[str, np.ndarray] | None = None,
                    **build: object) -> dict:
     """Measure every QAT run ({seed: checkpoint}) with :func:`run_int8_errors` on the ``choose`` and ``check``

@@ -258,7 +258,10 @@ def choose_among_qat_runs(recipe: QuantizeRecipe, seeds: list[int], finetune, tr
                        f"calibration or plan window came from ({name} half, split by record)"
                  for name, i in (("choose", choose), ("check", check))}
     log(f"[quantize] {len(seeds)} QAT runs, one kept by the int8 error on the {described['choose']}")
-    plan_x = precision_plan_windows(val, plan_windows, calib)[0] if recipe.float_ops == "auto" else calib
+    has_plan_windows = (val is not None and len(val)) or (plan_windows is not None and len(plan_windows))
+    # without validation or plan windows the build plans on the calibration windows (clipped): None says so
+    plan_x = precision_plan_windows(val, plan_windows, calib)[0] if recipe.float_ops == "auto" and has_plan_windows \
+        else None
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
         for seed in seeds:

@@ -100,6 +100,18 @@ def test_two_real_qat_runs_the_kept_one_is_written_and_measures_as_recorded(tmp_
         assert kept[half]["n_records"] == len(np.unique(train.record_idx[idx]))
 
 
+def test_an_auto_plan_without_plan_windows_measures_on_the_calibration_windows(models_dir, cinc):
+    train = load_split(DataSpec(limit=12), "train")
+    calib = sample_calibration(train, 24)
+    calib[0, :50] = 30.0  # an artefact beyond the QAT input range of +-8
+    logged = []
+    r = run_int8_errors(models_dir / "student_qat.pth", calib, None, {"choose": train.x[:8]}, float_ops="auto",
+                        precision_target=0.5, log=logged.append)
+    assert r["plan"]["n_windows"] == 24 and r["float_ops"] == [] and r["plan"]["windows_over_target"] == 0
+    assert any("[precision plan]" in m for m in logged)
+    assert calib[0, 0] == 30.0  # the caller's windows are left as they are
+
+
 def test_too_few_unseen_records_to_choose_on_is_a_named_error(tmp_path, models_dir, cinc):
     from edge_sdk.errors import DatasetError
 
