@@ -39,9 +39,9 @@ from edge_sdk.bundle import load_bundle
 from edge_sdk.errors import EdgeSDKError
 from edge_sdk.inference.onnx_backend import OnnxBackend
 
-from .activation_bounds import bound_activations, bound_input
-from .build import _probs
-from .equalize import check_strength, equalize_channels
+from .activation_bounds import bound_input
+from .build import _probs, float_student
+from .equalize import check_strength
 from .float_ops import compact, onnx_float_nodes, sort_ops
 from .onnx_export import export_onnx
 from .onnx_int8 import CALIBRATION_METHODS, clip_input, quantize_onnx_int8
@@ -125,8 +125,11 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
         clipped = bool(b.card["student"].get("input_clip"))
         student = _bundle_student(Path(bundle), b.card) if others or tflite or bounded or clipped else None
 
-        def as_shipped(model):  # the bundle's activation bounds, set on this student's own calibrated ranges
-            return bound_activations(model, calib)[0] if bounded else model
+        def made(model, eq: float = strength, bounds: bool = bounded):
+            """``model`` equalized at ``eq`` and bounded on its own calibrated ranges, in the build's order
+            (:func:`quantize.build.float_student`; the bundle's input clip is already on ``model``)."""
+            return float_student(model, calib, channel_equalization=eq, activation_bounds=bounds,
+                                 log=lambda m: None)["final"]
 
         def against_own_fp32(model, stem: str, what: str) -> None:
             """The shipped float parts on ``model``, measured against ``model``'s own fp32 file."""
@@ -137,18 +140,16 @@ def study(bundle: str | Path, n_calibration: int = 256, n_sqnr: int = 200, tflit
         if clipped:  # what the input clip bought: the shipped float parts on the student without it
             model = copy.deepcopy(student)
             model.input_bound = None
-            model = as_shipped(equalize_channels(model, calib, strength)[0] if strength else model)
-            against_own_fp32(model, "unclipped", "without the input clip (against its own fp32)")
+            against_own_fp32(made(model), "unclipped", "without the input clip (against its own fp32)")
         if bounded:  # what the bounds bought: the shipped float parts on the unbounded student
-            model = equalize_channels(student, calib, strength)[0] if strength else student
-            against_own_fp32(model, "unbounded", "without activation bounds (against its own fp32)")
+            against_own_fp32(made(student, bounds=False), "unbounded",
+                             "without activation bounds (against its own fp32)")
         for other in others:
-            model = as_shipped(equalize_channels(student, calib, other)[0] if other else student)
-            against_own_fp32(model, "plain", f"channel equalization {other:g}" if other else
+            against_own_fp32(made(student, other), "plain", f"channel equalization {other:g}" if other else
                              "without channel equalization")
         if tflite:
             # as the bundle's files were made
-            student = as_shipped(equalize_channels(student, calib, strength)[0] if strength else student)
+            student = made(student)
             for name, bits, float_ops in [("TFLite int8, full-integer", 8, []),
                                           (f"TFLite int8, float: {compact(shipped)} (shipped)", 8, shipped),
                                           ("TFLite 16x8 (16-bit activations, int8 weights)", 16, [])]:

@@ -248,8 +248,9 @@ def choose_among_qat_runs(recipe: QuantizeRecipe, seeds: list[int], finetune, tr
 
     n_plan = len(plan_windows) if plan_windows is not None else 0
     unseen = unseen_indices(train.record_idx, recipe.calibration_windows, n_plan, recipe.seed)
-    if len(np.unique(train.record_idx[unseen])) < 2:
-        raise DatasetError(f"qat_seeds {seeds}: {len(np.unique(train.record_idx[unseen]))} training records gave no "
+    n_unseen_records = len(np.unique(train.record_idx[unseen]))
+    if n_unseen_records < 2:
+        raise DatasetError(f"qat_seeds {seeds}: {n_unseen_records} training records gave no "
                            "calibration or plan window, and choosing a QAT run needs at least 2 (one to choose on, "
                            "one to check on); give more training records, fewer calibration or plan windows, or "
                            "one seed")
