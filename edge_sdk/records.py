@@ -109,6 +109,9 @@ def _check_wfdb_raw_fields(hea: Path, lines: list[str], header: object, channel:
     line (wfdb reads ``µV`` as ``V``), or None when the line states none (WFDB default: mV)."""
     raw_units: str | None = None
     tokens = lines[0].split()
+    if len(tokens) < 3:  # wfdb would assume its default, 250 Hz
+        raise RecordFormatError(f"WFDB header {hea}: the record line {lines[0]!r} states no sample rate (wfdb would "
+                                "assume 250 Hz); add it, e.g. 'A00001 1 300 9000'")
     if len(tokens) >= 3:  # record line: name n_sig fs[/counter_freq[(base)]] ...
         fs_text = re.split(r"[/(]", tokens[2], maxsplit=1)[0]
         try:
@@ -232,7 +235,14 @@ def read_wfdb(path: str | Path, channel: int | str = 0, sampto: int | None = Non
 _TIME_COLUMN = re.compile(
     r"^(t|ts|time|timestamps?|datetime|date|elapsed|seconds?|secs?|ms|samples?|sample_(index|no|number)|index|idx)"
     r"([_ (\[].*)?$|^.*_(time|ts|timestamp)([_ (\[].*)?$", re.IGNORECASE)
-_SECONDS_COLUMN = re.compile(r"^(t|time|elapsed|timestamp|.*_time)[_ ]?[(\[]?s[)\]]?$", re.IGNORECASE)
+#: a time column in seconds says so: ``time_s``, ``t_s``, ``sensor_time_s``, ``time (s)``, ``t[s]`` (not ``ts`` or
+#: ``timestamps``, which are as often milliseconds or nanoseconds)
+_SECONDS_COLUMN = re.compile(r"^(t|time|elapsed|timestamp|.*_time)(?:[_ ]s|[_ ]?\(s\)|[_ ]?\[s\])$", re.IGNORECASE)
+#: sample rates a time column may imply (Hz): below, the times are not seconds (ms, ns) or the record is too
+#: coarse for ECG (the 0.67-40 Hz band-pass needs more than 80 Hz); above, not seconds either
+TIMES_FS_RANGE_HZ = (80.0, 20_000.0)
+#: how far (relative) a given ``fs_hz`` may differ from the rate a CSV's time column implies (clock drift)
+FS_AGREEMENT = 0.02
 _UNIT_SUFFIX = re.compile(r"(?:.*?(?:[_ ]+|(?=[(\[])))?[(\[]?\s*(mv|uv|\u00b5v|\u03bcv|v)\s*[)\]]?", re.IGNORECASE)
 _NON_VOLTAGE_SUFFIX = re.compile(r".*?(?:[_ ]+|(?=[(\[]))[(\[]?\s*(adu|adc|counts?|raw|mmhg|kpa|nu|bpm|%)\s*[)\]]?",
                                  re.IGNORECASE)
@@ -281,11 +291,20 @@ def _pick_column(header: list[str], n_cols: int, column: int | str | None, where
 
 
 def _fs_from_times(t: np.ndarray, where: str) -> float:
-    """Sample rate (Hz) from per-sample times (s), ignoring gaps (steps > 1.5 x the median step)."""
+    """Sample rate (Hz) from per-sample times (s), ignoring gaps (steps > 1.5 x the median step).
+
+    :class:`RecordFormatError` when the rate is outside :data:`TIMES_FS_RANGE_HZ`: the times are then not in
+    seconds (Unix milliseconds give 0.3 Hz for a 300 Hz record), or the record is no usable ECG."""
     d = np.diff(t)
     med = float(np.median(d))
     keep = d <= 1.5 * med
-    return check_fs(float(np.count_nonzero(keep)) / float(np.sum(d[keep])), f"sample rate implied by {where}")
+    fs = check_fs(float(np.count_nonzero(keep)) / float(np.sum(d[keep])), f"sample rate implied by {where}")
+    lo, hi = TIMES_FS_RANGE_HZ
+    if not lo <= fs <= hi:
+        raise RecordFormatError(f"{where} implies a sample rate of {fs:.6g} Hz, outside {lo:g}-{hi:g} Hz: the times "
+                                "are probably not in seconds (milliseconds? nanoseconds?); convert them to seconds, "
+                                "or delete the time column and pass fs_hz (--fs)")
+    return fs
 
 
 def _check_times(t: np.ndarray, where: str) -> None:
@@ -299,6 +318,17 @@ def _check_times(t: np.ndarray, where: str) -> None:
                                 "the file there, or delete the time column(s) and pass fs_hz")
 
 
+def _looks_like_decimal_commas(body: str, data: np.ndarray) -> bool:
+    """A headerless two-column table written with decimal commas ('-0,3909' per row): every value is written
+    as an integer, the second column never has a sign, and the first neither counts up like an index nor
+    takes large values (ECG integer parts in mV are small)."""
+    rows = [r.strip() for r in body.splitlines() if r.strip()]
+    if len(rows) < 2 or not all(re.fullmatch(r"[+-]?\d+,\d+", r) for r in rows):
+        return False
+    first = data[:, 0]
+    return bool(np.all(np.abs(first) <= 100) and not np.all(np.diff(first) > 0))
+
+
 def read_csv(path: str | Path, fs_hz: float | None = None, column: int | str | None = None,
              units: str | None = None) -> Record:
     """Read a comma-separated ECG record; returns millivolts.
@@ -308,14 +338,16 @@ def read_csv(path: str | Path, fs_hz: float | None = None, column: int | str | N
     ``timestamp``, ``sample``...), preferring one starting with ``ecg``; a time column is never used as ECG.
     Without a header the last column is used (refused if it increases on every row, like a time axis).
     Units: from the column name suffix (``ecg_mv``: mV, ``ecg_uv``/``ecg_µv``: microvolts, converted to mV,
-    ``ecg_v``: volts), else ``units`` ('mV', 'uV', 'V'), else mV. Sample rate: ``fs_hz`` (Hz) if given, else
-    from a time column in seconds (``sensor_time_s``, ``time_s``, ``t_s``), ignoring gaps; the times are
-    kept in :attr:`Record.time_s`. Recordings of :class:`edge_sdk.stream.Recorder`
-    (``sensor_time_s,host_time_s,ecg_uv``) are read this way.
+    ``ecg_v``: volts), else ``units`` ('mV', 'uV', 'V'), else mV. Sample rate: from a time column whose name
+    says seconds (``sensor_time_s``, ``time_s``, ``t_s``, ``time (s)``), ignoring gaps, which must imply
+    80-20,000 Hz (Unix milliseconds do not) and agree with ``fs_hz`` within 2 % when both are given; the
+    times are kept in :attr:`Record.time_s`. Without one, ``fs_hz`` (Hz). Recordings of
+    :class:`edge_sdk.stream.Recorder` (``sensor_time_s,host_time_s,ecg_uv``) are read this way.
 
     Raises :class:`RecordNotFoundError`, :class:`RecordFormatError` (binary, empty, ragged or non-numeric
-    rows, unknown units, timestamps not increasing, several candidate columns) or :class:`SignalError`
-    (bad ``fs_hz``, no sample rate at all, NaN samples).
+    rows, empty or comment lines among the samples, decimal commas, unknown units, timestamps not increasing
+    or not in seconds, ``fs_hz`` against the times, several candidate columns) or :class:`SignalError` (bad
+    ``fs_hz``, no sample rate at all, NaN samples).
     """
     p = Path(path)
     if not p.exists():
@@ -341,8 +373,19 @@ def read_csv(path: str | Path, fs_hz: float | None = None, column: int | str | N
     if not body.strip():
         raise RecordFormatError(f"{where} holds no samples (empty{' apart from its header' if header else ''}); "
                                 "write one sample per row")
+    rows = body.splitlines()
+    numbered = [(i + 1 + len(text.splitlines()) - len(rows), r) for i, r in enumerate(rows)]  # (file line, row)
+    filled = [k for k, (_, r) in enumerate(numbered) if r.strip()]
+    inner = numbered[filled[0]:filled[-1] + 1]
+    holes = [(n, r) for n, r in inner if not r.strip() or "#" in r]
+    if holes:
+        n, r = holes[0]
+        raise RecordFormatError(f"{where}: line {n} is {'empty' if not r.strip() else 'a comment: ' + repr(r.strip())} "
+                                f"({len(holes)} such line(s) among the samples); a CSV record holds one sample per "
+                                "line and nothing else, since a missing line would shift every later sample in time: "
+                                "delete those lines if no sample is missing, or export the record with a time_s column")
     try:
-        data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
+        data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2, comments=None)
     except ValueError as exc:
         raise RecordFormatError(f"{where} is not a numeric comma-separated table ({exc}); every row must have "
                                 "the same number of comma-separated numbers") from None
@@ -355,6 +398,10 @@ def read_csv(path: str | Path, fs_hz: float | None = None, column: int | str | N
         raise RecordFormatError(f"{where} has {n_cols} columns and no header, and its last column increases on "
                                 "every row like a time axis, not ECG: pass column=<index of the ECG column>, or add "
                                 "a header such as 'time_s,ecg_mv'")
+    if not header and column is None and n_cols == 2 and _looks_like_decimal_commas(body, data):
+        raise RecordFormatError(f"{where} has no header and every row is two integers such as "
+                                f"{rows[filled[0]].strip()!r}: decimal commas? Write decimal points (0.1037), or give the "
+                                "file a header such as 'time_s,ecg_mv' and pass column=<the ECG column>")
     col_units = _column_units(header[idx]) if header else None
     _check_units_arg(units, col_units, f"{where} column {header[idx]!r}" if header else where)
     scale = units_to_mv(col_units or units or "mV", where)
@@ -366,10 +413,17 @@ def read_csv(path: str | Path, fs_hz: float | None = None, column: int | str | N
         t = data[:, ti].copy()
         _check_times(t, f"{where} column {header[ti]!r}")
         time_s = t
+        implied = _fs_from_times(t, f"{where} column {header[ti]!r}")
         if fs_hz is None:
-            fs_hz = _fs_from_times(t, f"{where} column {header[ti]!r}")
+            fs_hz = implied
+        elif abs(fs_hz - implied) > FS_AGREEMENT * implied:
+            raise RecordFormatError(f"{where}: fs_hz {fs_hz:g} Hz disagrees with its time column {header[ti]!r}, "
+                                    f"which implies {implied:.6g} Hz; drop fs_hz (--fs) to use the times, or fix them")
     if fs_hz is None:
-        raise SignalError(f"{where} carries no sample rate: pass fs_hz (e.g. --fs 130) or add a time_s column")
+        times = [h for h in header if _TIME_COLUMN.match(h)]
+        unitless = f" (its time column {times[0]!r} does not say it is in seconds: rename it time_s if it is)" if times else ""
+        raise SignalError(f"{where} carries no sample rate{unitless}: pass fs_hz (e.g. --fs 130) or add a time_s "
+                          "column")
     return Record(p.stem, x, float(fs_hz), header[idx] if header else "", time_s)
 
 
@@ -386,7 +440,11 @@ def read_npz(path: str | Path, units: str | None = None) -> Record:
         raise RecordNotFoundError(f"npz record {p} not found")
     _check_units_arg(units, "mV", f"npz {p.name} (array signal_mv)")
     try:
-        with np.load(p, allow_pickle=False) as z:
+        loaded = np.load(p, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy under an .npz name: one bare array
+            raise RecordFormatError(f"{p} is a single numpy array (.npy), not an .npz archive: the sample rate is "
+                                    "missing; save it with numpy.savez(path, signal_mv=x_mv, fs_hz=fs)")
+        with loaded as z:
             if "signal_mv" not in z.files or "fs_hz" not in z.files:
                 raise RecordFormatError(f"{p} must hold arrays 'signal_mv' and 'fs_hz', it has {z.files}; save it "
                                         "with numpy.savez(path, signal_mv=x_mv, fs_hz=fs)")

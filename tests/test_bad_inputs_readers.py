@@ -457,3 +457,60 @@ def test_replayed_recordings_report_exactly_their_gaps(fs, lost, chunk):
     np.testing.assert_allclose([c.gap_before_s for c in chunks if c.gap_before_s], expected, atol=1e-6)
     assert np.concatenate([c.samples_uv for c in chunks]).size == t.size
     assert all(len(c) <= chunk and np.all(np.diff(c.sensor_time_s) < 1.5 / fs) for c in chunks)
+
+
+# ----------------------------------------------------------------------------- files that read as something else
+
+def test_wfdb_record_line_without_a_rate_is_refused_not_250_hz(a00001):
+    edit_header(a00001, "r 1 300 9000 05:05:15 1/05/2000", "r 1")
+    with pytest.raises(RecordFormatError, match="states no sample rate"):
+        read_record(a00001)
+
+
+def test_npy_named_npz_is_a_format_error(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros(3000))
+    (tmp_path / "a.npy").rename(tmp_path / "a.npz")
+    with pytest.raises(RecordFormatError, match=r"single numpy array \(.npy\)"):
+        read_record(tmp_path / "a.npz")
+
+
+def test_decimal_commas_are_refused_not_read_as_two_columns(cinc, tmp_path):
+    x = cinc.read("A00001").signal_mv[:3000]  # real ECG in mV: integer parts -1..1, signs on the first part
+    p = write(tmp_path, "dec.csv", "\n".join(f"{v:.4f}".replace(".", ",") for v in x) + "\n")
+    with pytest.raises(RecordFormatError, match="decimal commas"):
+        read_record(p, fs_hz=300)
+    # a headerless index,value table of integers is still a record (index counts up)
+    q = write(tmp_path, "idx.csv", "".join(f"{i},{abs(int(v * 1000))}\n" for i, v in enumerate(x)))
+    assert read_csv(q, fs_hz=300, column=1).signal_mv.size == 3000
+
+
+@pytest.mark.parametrize("row, what", [("", "empty"), ("# dropout", "a comment"), ("0.3 # note", "a comment")])
+def test_empty_or_comment_lines_among_samples_are_refused(tmp_path, row, what):
+    lines = ["ecg_mv"] + [f"{0.01 * i:.2f}" for i in range(20)]
+    lines.insert(6, row)  # file line 7
+    p = write(tmp_path, "h.csv", "\n".join(lines) + "\n\n\n")
+    with pytest.raises(RecordFormatError, match=f"line 7 is {what}"):
+        read_record(p, fs_hz=FS)
+    del lines[6]  # blank lines before the header and after the last sample are fine
+    assert read_record(write(tmp_path, "ok.csv", "\n\n" + "\n".join(lines) + "\n\n"), fs_hz=FS).signal_mv.size == 20
+
+
+def test_time_columns_must_say_seconds_and_imply_an_ecg_rate(tmp_path):
+    t_ms = 1.7e12 + np.arange(100) * 1000 / 300  # Unix milliseconds, 300 Hz
+    body = "".join(f"{t:.3f},{0.01 * i:.2f}\n" for i, t in enumerate(t_ms))
+    with pytest.raises(SignalError, match="'ts' does not say it is in seconds"):
+        read_record(write(tmp_path, "ts.csv", "ts,ecg_mv\n" + body))
+    assert read_record(write(tmp_path, "ts2.csv", "ts,ecg_mv\n" + body), fs_hz=300).fs_hz == 300
+    with pytest.raises(RecordFormatError, match=r"implies a sample rate of 0\.3 Hz.*not in seconds"):
+        read_record(write(tmp_path, "t.csv", "time_s,ecg_mv\n" + body))
+    t_s = np.arange(100) / 300
+    rec = read_record(write(tmp_path, "t2.csv", "time (s),ecg_mv\n" + "".join(f"{t:.6f},0.1\n" for t in t_s)))
+    assert rec.fs_hz == pytest.approx(300) and rec.time_s is not None
+
+
+def test_fs_hz_must_agree_with_the_time_column(tmp_path):
+    times = np.arange(200) / FS
+    p = recorder_csv(tmp_path, times)
+    assert read_record(p, fs_hz=FS * 1.01).fs_hz == pytest.approx(FS * 1.01)  # within 2 %: clock drift
+    with pytest.raises(RecordFormatError, match="disagrees with its time column 'sensor_time_s'"):
+        read_record(p, fs_hz=300)
