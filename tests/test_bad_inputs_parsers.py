@@ -15,7 +15,7 @@ from edge_sdk.sources.polar.pmd_session import PmdSession
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_sdk.errors import EdgeSDKError
+from edge_sdk.errors import ConfigError, EdgeSDKError
 from edge_sdk.sources.polar.h10 import PolarH10Source
 from edge_sdk.sources.polar.pmd import (ControlPointAssembler, ControlResponse, EcgFrame, HeartRateMeasurement,
                                         Opcode, PmdError, SensorStopped, Status, encode_ecg_frame,
@@ -62,7 +62,7 @@ def test_continuation_with_the_same_header_is_still_appended():
     asm = ControlPointAssembler()
     asm.feed(H("F0 01 00 00 01 00 01 82 00"))
     r = asm.feed(H("F0 01 00 00 00 01 01 0E 00"))
-    assert r.params == H("00 01 82 00 01 01 0E 00") and asm.abandoned == []
+    assert r.params == H("00 01 82 00 01 01 0E 00") and list(asm.abandoned) == []
 
 
 def test_malformed_continuation_resets_the_assembler():
@@ -131,6 +131,34 @@ def test_a_sensor_stop_goes_to_on_stopped():
     events: list = []
     _session(events).on_indication(bytearray(H("01 00")))
     assert events[-1][0] == "stopped" and events[-1][1].mtypes == [0]
+
+
+def test_a_sensor_stop_during_a_multi_part_response_is_a_stop_not_a_continuation():
+    """Used to be read as a too-short continuation: the stop was lost and ECG never restarted."""
+    events: list = []
+    session = _session(events)
+    session.on_indication(bytearray(H("F0 01 00 00 01 00 01 82 00")))  # part 1 of 2
+    session.on_indication(bytearray(H("01 00")))
+    assert [k for k, _ in events] == ["abandoned_response", "stopped"]
+    assert events[-1][1].mtypes == [0]
+
+
+def test_abandoned_responses_are_counted_and_the_kept_ones_bounded():
+    asm = ControlPointAssembler()
+    for k in range(3 * ControlPointAssembler.KEEP_ABANDONED):
+        asm.feed(H(f"F0 0{1 + k % 2} 00 00 01 00 01"))  # a first part, cut off by another response's first part
+    assert asm.n_abandoned == 3 * ControlPointAssembler.KEEP_ABANDONED - 1
+    assert len(asm.abandoned) == ControlPointAssembler.KEEP_ABANDONED
+
+
+@pytest.mark.parametrize("kw", [{"sample_rate": 0}, {"sample_rate": "abc"}, {"sample_rate": 130.5},
+                                {"connect_timeout_s": 0}, {"command_timeout_s": float("nan")},
+                                {"connect_timeout_s": -1}, {"backoff_initial_s": float("inf"),
+                                                            "backoff_max_s": float("inf")},
+                                {"max_reconnects": 2.5}])
+def test_bad_source_parameters_are_config_errors_before_any_connection(kw):
+    with pytest.raises(ConfigError):
+        PolarH10Source("00:11:22:33:44:55", **kw)
 
 
 def test_heart_rate_callback_turns_bad_notifications_into_events(source):
@@ -219,4 +247,4 @@ def test_a_response_split_into_parts_is_reassembled(params, n_parts):
         more = 1 if k < n_parts - 1 else 0
         out = asm.feed(H("F0 01 00 00") + bytes([more]) + params[bounds[k]:bounds[k + 1]])
         assert (out is None) == bool(more)
-    assert out.params == params and asm.abandoned == []
+    assert out.params == params and list(asm.abandoned) == []

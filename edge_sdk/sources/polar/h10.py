@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import numbers
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import MtuTooSmallError, PmdError, PmdTimeoutError, ReconnectFailedError
+from ...errors import ConfigError, MtuTooSmallError, PmdError, PmdTimeoutError, ReconnectFailedError
 from ..base import EcgSource, SourceEvent, SourceItem
 from .connection import disconnect_quietly, negotiated_mtu, new_client, read_battery_percent
 from .frame_timing import FrameTiming
@@ -92,6 +94,12 @@ class PolarH10Source(EcgSource):
                  heart_rate: bool = False, clock: Callable[[], float] = time.time, seed: int | None = None,
                  **client_kwargs: Any) -> None:
         super().__init__()
+        if not isinstance(sample_rate, numbers.Integral) or isinstance(sample_rate, bool) or sample_rate <= 0:
+            raise ConfigError(f"sample_rate is a whole number of Hz that the sensor offers (the H10: 130), not "
+                              f"{sample_rate!r}")
+        for what, value in (("connect_timeout_s", connect_timeout_s), ("command_timeout_s", command_timeout_s)):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{what} is a positive, finite number of seconds, not {value!r}")
         self.address = address
         self.backend = backend
         self.sample_rate = int(sample_rate)

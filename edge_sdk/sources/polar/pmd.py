@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -166,16 +167,21 @@ class ControlPointAssembler:
     the new response is not lost. Malformed input raises :class:`PmdError` and resets the assembler.
     """
 
+    KEEP_ABANDONED = 64
+
     def __init__(self) -> None:
         self._head: bytes | None = None
         self._params = bytearray()
-        #: multi-part responses dropped before completion (oldest first)
-        self.abandoned: list[AbandonedResponse] = []
+        #: the latest multi-part responses dropped before completion (oldest first; bounded, a connection can
+        #: last for days); :attr:`n_abandoned` counts them all
+        self.abandoned: deque[AbandonedResponse] = deque(maxlen=self.KEEP_ABANDONED)
+        self.n_abandoned = 0
 
     def _abandon(self, reason: str) -> None:
         if self._head is not None:
             dropped = AbandonedResponse(self._head, bytes(self._params), reason)
             self.abandoned.append(dropped)
+            self.n_abandoned += 1
             logger.warning("abandoned a half-assembled PMD response %s (%d parameter bytes): %s",
                            self._head.hex(" "), len(dropped.params), reason)
         self._head, self._params = None, bytearray()
@@ -190,6 +196,9 @@ class ControlPointAssembler:
             raise PmdError("empty control point indication; ignore it (the sensor repeats nothing)")
         if self._head is not None and len(data) >= 4 and data[0] == RESPONSE_HEADER and data[:4] != self._head:
             self._abandon(f"a new response {data[:4].hex(' ')} began before its last part")
+        if self._head is not None and data[0] == 0x01:  # parts repeat F0...: this is the sensor stopping
+            self._abandon(f"the sensor stopped a measurement ({data.hex(' ')}) before its last part")
+            return SensorStopped(list(data[1:]))
         if self._head is not None:  # continuation
             if len(data) < 5:
                 self._abandon(f"continuation {data.hex(' ')} is shorter than 5 bytes")

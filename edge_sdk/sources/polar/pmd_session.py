@@ -33,14 +33,15 @@ class PmdSession:
 
     def on_indication(self, data: bytes | bytearray) -> None:
         """Feed one control point indication: never raises; bad indications become events."""
-        n_abandoned = len(self.assembler.abandoned)
+        n_abandoned = self.assembler.n_abandoned
         try:
             message = self.assembler.feed(bytes(data))
         except PmdError as exc:
             logger.warning("ignoring control point indication: %s", exc)
             self._emit("malformed_control", error=str(exc), data=bytes(data).hex(" "))
             message = None
-        for dropped in self.assembler.abandoned[n_abandoned:]:
+        new = min(self.assembler.n_abandoned - n_abandoned, len(self.assembler.abandoned))
+        for dropped in list(self.assembler.abandoned)[len(self.assembler.abandoned) - new:]:
             self._emit("abandoned_response", head=dropped.head.hex(" "), params=dropped.params.hex(" "),
                        reason=dropped.reason)
         if isinstance(message, SensorStopped):
