@@ -444,7 +444,7 @@ def _add_stream(sub) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="replay/emulator speed (1 = real time, 0 = max for replay)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of ECG")
     p.add_argument("--save", metavar="CSV", default=None, help="record every received sample to this CSV")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --save file")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --save or --report file")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for inference")
     p.add_argument("--json", action="store_true", help="print predictions as JSON lines")
     p.add_argument("--report", metavar="PNG", default=None,

@@ -97,8 +97,13 @@ def summary(stream: EcgStream) -> str:
              f"{stream.prediction_count} predictions, {stream.windows_dropped} windows dropped"]
     window_s = stream.config.window_seconds
     if stream.prediction_count == 0:
+        # a window's first and last samples at the model rate are (window_samples - 1) / fs apart: the source's
+        # samples must span that (exactly 10 s of samples at 300 Hz span 9.997 s, one sample short)
+        span_needed = (stream.config.window_samples - 1) / stream.config.fs_hz
+        span = (stream.samples_received - 1) / stream.fs_estimate if stream.samples_received > 1 else 0.0
         lines.append(f"no prediction: a window needs {window_s:g} s of continuous ECG"
-                     + (f" and the stream gave {secs:.1f} s" if secs < window_s else
+                     + (f" (its first and last samples {span_needed:.3f} s apart) and the stream's samples span "
+                        f"{span:.3f} s" if span < span_needed else
                         " (gaps or invalid samples split the stream; see the events above)"))
     if stream.record_decision() is not None:
         lines.append(record_line(stream))
@@ -112,6 +117,12 @@ def run_stream(a) -> EcgStream | None:
     holder: list[EcgStream] = []
     predictions: list[Prediction] = []
     report = getattr(a, "report", None)
+    if report:  # checked before the session, not after hours of it
+        from edge_sdk.outputs import check_new_file, make_parent
+
+        check_new_file(report, a.force, "session report")
+        check_new_file(f"{report}.json", a.force, "session report data")
+        make_parent(report, "session report")
     record_to, tmp = a.save, None
     if report and not record_to:  # the report draws the received samples: record them to a temporary file
         import tempfile

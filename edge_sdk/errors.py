@@ -41,6 +41,11 @@ class RecordFormatError(EdgeSDKError, ValueError):
     timestamps, or units that are not a voltage."""
 
 
+class OutputPathError(EdgeSDKError, OSError):
+    """An output path cannot be written: a part of it is a file, a folder is not writable, the disk is full or
+    read-only. The message names the path and the system's reason."""
+
+
 class SplitError(DatasetError, ValueError):
     """A record-level split cannot be made: fractions that are negative or do not sum to 1, or record names
     and labels of different lengths."""

@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .errors import OutputExistsError
+from .errors import OutputExistsError, OutputPathError
 
 #: Default parent of new run folders (``runs/<kind>-YYYYmmdd-HHMMSS``), relative to the working directory.
 RUNS_DIR = "runs"
@@ -35,6 +35,27 @@ def check_new_file(path: str | Path, force: bool = False, what: str = "output") 
     if p.exists() and not force:
         raise OutputExistsError(f"{what} {p} already exists; choose another path or pass --force to overwrite it")
     return p
+
+
+def make_parent(path: str | Path, what: str = "output") -> Path:
+    """Create the folder ``path`` goes into (and its parents); :class:`OutputPathError` with the system's reason
+    when that is impossible (a part of the path is a file, no permission, a read-only disk)."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot create the folder of {what} {p}: {exc.strerror or exc}; choose another "
+                              "path") from None
+    return p
+
+
+def open_new_file(path: str | Path, what: str = "output", **kwargs):
+    """``open(path, 'w', **kwargs)`` after :func:`make_parent`, with :class:`OutputPathError` for an OSError."""
+    p = make_parent(path, what)
+    try:
+        return p.open("w", **kwargs)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {what} {p}: {exc.strerror or exc}; choose another path") from None
 
 
 def check_new_dir(path: str | Path, force: bool = False, what: str = "output folder") -> Path:

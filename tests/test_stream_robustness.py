@@ -104,10 +104,15 @@ def test_latency_stats_stay_bounded():
     assert s["max"] == pytest.approx(9999.0) and s["p50"] > 9800  # percentiles over the recent window
 
 
-def test_short_stream_says_why_there_is_no_prediction(shared, bundle_dir, capsys):
+@pytest.mark.parametrize("duration, span", [("3", "2.997"), ("10", "9.997")])
+def test_short_stream_says_why_there_is_no_prediction(shared, bundle_dir, capsys, duration, span):
+    """Exactly 10 s of samples at 300 Hz (3,000) span 9.997 s, one sample short of a 500-Hz window: the summary
+    says so (it used to blame gaps that were not there)."""
     rec = shared / "data" / "cinc2017" / "training2017" / "A00001"
-    assert main(["stream", "--replay", str(rec), "--duration", "3", "--speed", "0", "--bundle", str(bundle_dir)]) == 0
-    assert "no prediction: a window needs 10 s of continuous ECG and the stream gave 3.0 s" in capsys.readouterr().out
+    assert main(["stream", "--replay", str(rec), "--duration", duration, "--speed", "0", "--bundle",
+                 str(bundle_dir)]) == 0
+    assert (f"no prediction: a window needs 10 s of continuous ECG (its first and last samples 9.998 s apart) and "
+            f"the stream's samples span {span} s") in capsys.readouterr().out
 
 
 def test_recording_is_never_overwritten_without_force(shared, bundle_dir, tmp_path, capsys):

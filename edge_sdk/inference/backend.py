@@ -1,13 +1,15 @@
 """The backend interface and its factory."""
 from __future__ import annotations
 
+import numbers
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 
 from ..bundle import ModelBundle, load_bundle
-from ..errors import BundleError, SignalError
+from ..errors import BundleError, ConfigError, SignalError
 from ..preprocessing import WINDOW_SAMPLES
 
 
@@ -36,7 +38,14 @@ class Backend(ABC):
 
 def open_backend(bundle: ModelBundle | str | Path, runtime: str = "onnxruntime", precision: str = "int8",
                  file_name: str | None = None, threads: int = 1) -> Backend:
-    """Open a bundle's model on ``runtime`` (``onnxruntime`` or ``tflite``) with ``threads`` CPU threads."""
+    """Open a bundle's model on ``runtime`` (``onnxruntime`` or ``tflite``) with ``threads`` CPU threads
+    (1 up to this machine's CPU count; :class:`ConfigError` otherwise: more threads than cores only slow a
+    10-s window down, and tens of thousands of them stall the process)."""
+    cores = os.cpu_count() or 1
+    if not isinstance(threads, numbers.Integral) or isinstance(threads, bool) or not 1 <= threads <= cores:
+        raise ConfigError(f"threads must be a whole number from 1 to {cores} (this machine's CPU count), got "
+                          f"{threads!r}")
+    threads = int(threads)
     if not isinstance(bundle, ModelBundle):
         bundle = load_bundle(bundle)
     name = file_name or bundle.default_file(runtime, precision)

@@ -11,9 +11,12 @@ Cost: a few whole-chunk numpy calls per :meth:`StreamingResampler.push` (no per-
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..errors import ConfigError
 
 
 @dataclass
@@ -33,7 +36,14 @@ class StreamingResampler:
     at a gap. Holds one input sample between pushes.
     """
 
+    #: highest output rate accepted (Hz); the model's is 500
+    MAX_FS_OUT_HZ = 20_000.0
+
     def __init__(self, fs_out_hz: float = 500.0):
+        if (not isinstance(fs_out_hz, numbers.Real) or isinstance(fs_out_hz, bool) or not math.isfinite(fs_out_hz)
+                or not 0 < fs_out_hz <= self.MAX_FS_OUT_HZ):
+            raise ConfigError(f"fs_out_hz must be an output rate in (0, {self.MAX_FS_OUT_HZ:g}] Hz (the model's: 500), "
+                              f"got {fs_out_hz!r}")
         self.fs_out = float(fs_out_hz)
         self.reset()
 

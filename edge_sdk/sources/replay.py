@@ -21,7 +21,7 @@ from typing import AsyncIterator
 import numpy as np
 
 from ..errors import SignalError
-from ..records import Record, read_record
+from ..records import Record, check_fs, read_record
 from .base import EcgChunk, EcgSource, SourceItem
 
 #: a step between recorded sample times longer than this many sample periods is a gap
@@ -49,8 +49,23 @@ class ReplaySource(EcgSource):
                  start_s: float = 0.0, duration_s: float | None = None, fs_hz: float | None = None,
                  channel: int | str = 0, *, column: int | str | None = None, units: str | None = None):
         super().__init__()
-        self.record = record if isinstance(record, Record) else read_record(record, fs_hz=fs_hz, channel=channel,
-                                                                             units=units, column=column)
+        if isinstance(record, Record):  # built in code: numbers of one lead at a real rate (NaN runs are allowed:
+            signal = np.asarray(record.signal_mv)  # the stream restarts around them)
+            if signal.dtype.kind not in "fiu" or signal.ndim != 1 or signal.size < 1:
+                raise SignalError(f"record {record.name!r}: signal_mv must be (n,) numbers in mV, one lead; got "
+                                  f"shape {signal.shape}, dtype {signal.dtype}")
+            record = Record(record.name, signal.astype(np.float64, copy=False),
+                            check_fs(record.fs_hz, f"fs_hz of record {record.name!r}"), record.lead, record.time_s)
+        else:
+            record = read_record(record, fs_hz=fs_hz, channel=channel, units=units, column=column)
+            if fs_hz is not None and record.time_s is None and abs(record.fs_hz - float(fs_hz)) > 1e-9 * record.fs_hz:
+                raise SignalError(f"record {record.name} states its own sample rate, {record.fs_hz:g} Hz, and "
+                                  f"fs_hz (--fs) asks for {float(fs_hz):g} Hz; drop --fs (it is for CSV files "
+                                  "without a time column)")
+        self.record = record
+        for what, v in (("start_s", start_s), ("duration_s", duration_s)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer))):
+                raise SignalError(f"{what} must be a number of seconds, got {v!r}")
         try:
             speed = float(speed)
         except (TypeError, ValueError):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import AsyncIterator, Callable
@@ -35,6 +36,8 @@ from ..preprocessing import preprocess_windows
 from ..signal import assess_quality
 from ..sources.base import EcgSource, SourceEvent
 from .pipeline import EcgStream, Prediction
+
+logger = logging.getLogger(__name__)
 
 
 class _Member(EcgStream):
@@ -68,11 +71,19 @@ class EcgGateway:
         self._queue: asyncio.Queue = asyncio.Queue(max_queue)
         self.batches = 0
         self.windows_classified = 0
+        #: sensors whose source failed while the others went on: name -> the exception (also a
+        #: ``source_failed`` event on that sensor when it happens; iteration re-raises the first at the end)
+        self.failed: dict[str, BaseException] = {}
+        self._started = False
 
     def add(self, source: EcgSource, name: str | None = None, record_to: str | Path | None = None,
             on_prediction: Callable[[Prediction], None] | None = None,
             on_event: Callable[[SourceEvent], None] | None = None) -> EcgStream:
-        """Add a sensor; returns its pipeline (latency stats, counters). ``name`` defaults to ``sensor-N``."""
+        """Add a sensor; returns its pipeline (latency stats, counters). ``name`` defaults to ``sensor-N``.
+        :class:`ConfigError` once iteration has started (its pump would never run)."""
+        if self._started:
+            raise ConfigError("add() every sensor before iterating the gateway: one added while it runs would never "
+                              "be read; start another EcgGateway for late sensors")
         member = _Member(source, self.bundle, hop_s=self.hop_s, record_to=record_to, backend=self.backend,
                          on_prediction=on_prediction, on_event=on_event)
         member.gateway = self
@@ -105,9 +116,11 @@ class EcgGateway:
         """Run every source; yield ``(name, prediction)`` as batches are classified, until all have ended."""
         if not self.members:
             raise ConfigError("the gateway has no sensor; add() at least one source first")
+        self._started = True
         pumps = [asyncio.create_task(m._pump()) for m in self.members]
         try:
             while True:
+                self._report_failures(pumps)
                 if all(p.done() for p in pumps) and self._queue.empty():
                     break
                 if self._queue.empty():
@@ -147,8 +160,22 @@ class EcgGateway:
                     with contextlib.suppress(asyncio.CancelledError):
                         await p
                     await m.source.close()
+                elif not p.cancelled():
+                    p.exception()  # retrieved: reported as source_failed, or re-raised above
                 if m.recorder:
                     m.recorder.close()
+
+    def _report_failures(self, pumps: list[asyncio.Task]) -> None:
+        """A sensor whose source failed gets a ``source_failed`` event now, not when every other sensor ends."""
+        for m, p in zip(self.members, pumps):
+            if p.done() and not p.cancelled() and p.exception() is not None and m.name not in self.failed:
+                exc = p.exception()
+                self.failed[m.name] = exc
+                logger.warning("sensor %s failed: %s: %s; the other sensors go on", m.name, type(exc).__name__, exc)
+                m._emit(SourceEvent("source_failed", detail={
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "action": "this sensor's stream ended; the gateway goes on with the others and raises this "
+                              "error when they have ended"}))
 
     def __aiter__(self) -> AsyncIterator[tuple[str, Prediction]]:
         return self.stream()

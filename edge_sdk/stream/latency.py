@@ -5,9 +5,12 @@ mean and maximum over the whole session, so memory stays constant however long a
 """
 from __future__ import annotations
 
+import numbers
 from collections import deque
 
 import numpy as np
+
+from ..errors import ConfigError
 
 #: Samples kept per stage for the percentiles (10,000 windows = 14 h at a 5-s hop).
 DEFAULT_WINDOW = 10_000
@@ -17,14 +20,23 @@ class LatencyStats:
     """``add(stage, seconds)``; ``samples[stage]``: the most recent values in ms; ``summary()``/``table()``."""
 
     def __init__(self, window: int = DEFAULT_WINDOW) -> None:
-        self.window = window
+        if not isinstance(window, numbers.Integral) or isinstance(window, bool) or window < 1:
+            raise ConfigError(f"window is the number of recent values kept per stage (>= 1), got {window!r}")
+        self.window = int(window)
+        #: values that were NaN/inf and not counted (a clock that failed), per stage
+        self.not_finite: dict[str, int] = {}
         self.samples: dict[str, deque[float]] = {}
         self._count: dict[str, int] = {}
         self._sum: dict[str, float] = {}
         self._max: dict[str, float] = {}
 
     def add(self, stage: str, seconds: float) -> None:
-        ms = seconds * 1e3
+        """Count one latency of ``stage`` in seconds; a NaN/inf value is counted in :attr:`not_finite` only,
+        so one bad clock reading does not turn the percentiles NaN for the next 10,000 windows."""
+        ms = float(seconds) * 1e3
+        if not np.isfinite(ms):
+            self.not_finite[stage] = self.not_finite.get(stage, 0) + 1
+            return
         if stage not in self.samples:
             self.samples[stage] = deque(maxlen=self.window)
             self._count[stage], self._sum[stage], self._max[stage] = 0, 0.0, -np.inf

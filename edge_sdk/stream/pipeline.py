@@ -76,6 +76,37 @@ class Prediction:
 MIN_SOURCE_FS_HZ = 80.0
 #: Events kept for the next prediction when no window comes (e.g. a sensor that keeps failing).
 MAX_PENDING_EVENTS = 256
+#: A chunk starting more than this many sample periods after the previous one, without ``gap_before_s``,
+#: starts a new segment (a ``gap`` event): nothing is interpolated across an undeclared gap.
+MAX_UNDECLARED_STEP_PERIODS = 3.0
+
+
+def check_chunk(chunk: EcgChunk, source: str = "source") -> EcgChunk:
+    """``chunk`` with its arrays as float64 numpy arrays, or :class:`SignalError` naming ``source``: samples and
+    both time arrays must be 1-D of one length, the times finite and the sensor times strictly increasing, the
+    rate positive. The built-in sources always pass; a custom :class:`EcgSource` is checked here."""
+    try:
+        v = np.asarray(chunk.samples_uv, np.float64)
+        ts = np.asarray(chunk.sensor_time_s, np.float64)
+        th = np.asarray(chunk.host_time_s, np.float64)
+        fs, gap, received = float(chunk.fs_hz), float(chunk.gap_before_s), float(chunk.received_host_s)
+    except (TypeError, ValueError) as exc:
+        raise SignalError(f"source {source!r} yielded a chunk that is not numbers ({exc}): samples_uv, "
+                          "sensor_time_s and host_time_s are (n,) arrays of floats") from None
+    if v.ndim != 1 or ts.shape != v.shape or th.shape != v.shape:
+        raise SignalError(f"source {source!r} yielded a chunk with samples {v.shape}, sensor times {ts.shape} and "
+                          f"host times {th.shape}; all three must be (n,) of one length")
+    if not (np.isfinite(ts).all() and np.isfinite(th).all() and np.isfinite(received)):
+        raise SignalError(f"source {source!r} yielded a chunk with NaN/inf times; stamp every sample")
+    if v.size > 1 and not np.all(np.diff(ts) > 0):
+        raise SignalError(f"source {source!r} yielded a chunk whose sensor times do not increase; order its samples "
+                          "by time and cut a chunk where the clock steps back")
+    if not (np.isfinite(fs) and fs > 0) or not (np.isfinite(gap) and gap >= 0):
+        raise SignalError(f"source {source!r} yielded a chunk with fs_hz {chunk.fs_hz!r} and gap_before_s "
+                          f"{chunk.gap_before_s!r}; the rate must be positive, the gap >= 0 seconds")
+    if v is chunk.samples_uv and ts is chunk.sensor_time_s and th is chunk.host_time_s:
+        return chunk
+    return EcgChunk(v, ts, th, received, fs, gap, chunk.sequence)
 
 
 class EcgStream:
@@ -112,8 +143,12 @@ class EcgStream:
         if self.config.resampling != "uniform-linear":
             raise BundleError(f"the bundle's preprocessing uses resampling {self.config.resampling!r}; streams "
                               "resample onto the exact grid ('uniform-linear') only - rebuild the bundle with it")
+        hop_samples = int(round(hop * self.config.fs_hz))
+        if hop_samples < 1:
+            raise SignalError(f"hop_s {hop!r} s is less than one sample at the model's {self.config.fs_hz:g} Hz; "
+                              f"give at least {1 / self.config.fs_hz:g} s (the card's hop: {self.bundle.card['hop_seconds']} s)")
         self.resampler = StreamingResampler(self.config.fs_hz)
-        self.windower = Windower(self.config.window_samples, int(round(hop * self.config.fs_hz)))
+        self.windower = Windower(self.config.window_samples, hop_samples)
         self.latency = LatencyStats()
         self.recorder = Recorder(record_to, overwrite_recording) if record_to else None
         self._callbacks = [on_prediction] if on_prediction else []
@@ -122,6 +157,7 @@ class EcgStream:
         self._pump_done = False
         self._invalid_run: dict | None = None
         self._pending_events: list[SourceEvent] = []
+        self._last_sensor_s: float | None = None  # sensor time of the last sample pushed (None after a restart)
         self.windows_dropped = 0
         self._resample_s = 0.0
         self.samples_received = 0
@@ -149,10 +185,12 @@ class EcgStream:
                 if isinstance(item, SourceEvent):
                     self._emit(item)
                     if item.kind in ("disconnected", "gap", "sensor_stopped", "clock_jump"):
-                        self.resampler.reset()
-                        self.windower.reset()
+                        self._restart()
                     continue
-                self._on_chunk(item)
+                if not isinstance(item, EcgChunk):
+                    raise SignalError(f"source {getattr(self.source, 'name', self.source)!r} yielded "
+                                      f"{type(item).__name__}; an EcgSource yields EcgChunk and SourceEvent items only")
+                self._on_chunk(check_chunk(item, getattr(self.source, "name", "source")))
                 await asyncio.sleep(0)  # let the consumer run between chunks of a fast source
         finally:
             self._end_invalid_run()
@@ -160,11 +198,26 @@ class EcgStream:
             with contextlib.suppress(asyncio.QueueFull):
                 self._windows.put_nowait(None)  # the consumer also checks _pump_done: never blocks here
 
+    def _restart(self) -> None:
+        """Start a new segment: nothing before this point is joined to what comes after it."""
+        self.resampler.reset()
+        self.windower.reset()
+        self._last_sensor_s = None
+
     def _on_chunk(self, chunk: EcgChunk) -> None:
         t0 = time.perf_counter()
         if chunk.gap_before_s > 0:
-            self.resampler.reset()
-            self.windower.reset()
+            self._restart()
+        elif self._last_sensor_s is not None and len(chunk):
+            step = float(chunk.sensor_time_s[0]) - self._last_sensor_s
+            if step <= 0 or step > MAX_UNDECLARED_STEP_PERIODS / chunk.fs_hz:  # a source that did not say so
+                self._emit(SourceEvent("clock_jump" if step <= 0 else "gap", detail={
+                    ("jump_s" if step <= 0 else "gap_s"): round(step, 6), "reason": "chunk_times",
+                    "action": "the chunk's first time does not follow the last one's; the stream restarts here "
+                              "(nothing is interpolated across)"}))
+                self._restart()
+        if len(chunk):
+            self._last_sensor_s = float(chunk.sensor_time_s[-1])
         self.samples_received += len(chunk)
         self.fs_estimate = chunk.fs_hz
         values = np.asarray(chunk.samples_uv, np.float64) * 1e-3
@@ -197,8 +250,7 @@ class EcgStream:
     def _invalid(self, chunk: EcgChunk, a: int, b: int) -> None:
         """Samples ``a:b`` of ``chunk`` are NaN/inf: restart like after a gap; one event per run of them."""
         if self._invalid_run is None:
-            self.resampler.reset()
-            self.windower.reset()
+            self._restart()
             self._invalid_run = {"samples": 0, "sensor_time_s": float(chunk.sensor_time_s[a])}
         self._invalid_run["samples"] += int(b - a)
 

@@ -1,10 +1,12 @@
 """Cut a stream of model-rate samples into windows of ``window_samples`` every ``hop_samples``."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..preprocessing import WINDOW_SAMPLES
 
 
@@ -30,8 +32,10 @@ class Windower:
     """
 
     def __init__(self, window_samples: int = WINDOW_SAMPLES, hop_samples: int = WINDOW_SAMPLES // 2):
-        if hop_samples <= 0 or window_samples <= 0:
-            raise ValueError("window and hop must be positive")
+        for what, v in (("window_samples", window_samples), ("hop_samples", hop_samples)):
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v <= 0:
+                raise ConfigError(f"{what} must be a positive whole number of samples, got {v!r}")
+        window_samples, hop_samples = int(window_samples), int(hop_samples)
         self.window = window_samples
         self.hop = hop_samples
         self._buf = np.empty((3, window_samples))  # rows: values_mv, sensor_time_s, host_time_s
