@@ -214,6 +214,31 @@ def test_dropped_frames_are_gaps_and_duplicates_are_dropped(ecg):
     assert dropped == {8, 9, 20}
 
 
+def test_a_long_loss_with_the_link_up_is_a_gap_not_a_clock_jump(ecg):
+    """120 frames (67 s) lost while the link stays up: the sensor's stamps and the host's arrival times both
+    advance by 67 s, so it is a gap of exactly those samples (it was a clock_jump that cut the 67 s out of the
+    time axis, longer than ``max_gap_s``)."""
+    r = run(ecg, 60, drop_frames=set(range(40, 160)), timeout_s=60.0)
+    assert r.of("clock_jump") == []
+    (gap,) = r.of("gap")
+    assert gap.detail["reason"] == "lost_frames" and gap.detail["samples"] == 120 * N
+    assert gap.detail["gap_s"] == pytest.approx(120 * N / 130.0, abs=1e-3)
+    assert_bit_exact(r)
+
+
+def test_a_silent_strap_is_stalled_and_reconnected(ecg):
+    """The strap stops sending with the link up and says nothing: the source used to wait forever."""
+    r = run(ecg, 30, source_kwargs=dict(data_timeout_s=0.5), silent_after_frames=10)
+    kinds = r.kinds()
+    assert kinds.count("stalled") == 1 and kinds.count("connected") == 2, kinds
+    assert kinds.index("stalled") < kinds.index("reconnecting") < kinds.index("connected", kinds.index("stalled"))
+    (gap,) = r.of("gap")
+    assert gap.detail["reason"] == "reconnect"
+    assert gap.detail["gap_s"] == pytest.approx(missing_samples_between_connections(r.sensor, 1, 2) / 130.0, abs=1e-4)
+    assert len(r.chunks) == 30 and r.sensor.n_connections == 2
+    assert_bit_exact(r)
+
+
 # ----------------------------------------------------------------------------- (e) clock drift
 
 def test_clock_drift_rate_and_skew_are_estimated(mitdb):

@@ -12,8 +12,8 @@ taken. :meth:`EmulatedPolarH10.host_clock` is the matching host wall clock (Unix
 passed to the source so that host and sensor clocks are comparable at any ``speed``.
 
 Faults (all off by default): ``max_mtu``/``min_mtu``, ``drop_frames``, ``duplicate_frames``,
-``disconnect_after_frames`` (+ ``reconnect_delay_s``), ``stop_after_frames``, ``already_streaming``.
-Everything sent is logged in :attr:`EmulatedPolarH10.frames`, :attr:`heart_rates` and
+``disconnect_after_frames`` (+ ``reconnect_delay_s``), ``stop_after_frames``, ``silent_after_frames``,
+``already_streaming``. Everything sent is logged in :attr:`EmulatedPolarH10.frames`, :attr:`heart_rates` and
 :attr:`control_log`.
 """
 from __future__ import annotations
@@ -142,6 +142,8 @@ class EmulatedPolarH10:
     (with ``seed``). ``duplicate_frames``: frame indices sent twice. ``disconnect_after_frames``: drop
     the link once after that many frames; ``reconnect_delay_s``: physical seconds before advertising
     again. ``stop_after_frames``: stop by itself once after that many frames (indication ``01 00``).
+    ``silent_after_frames``: stop sending ECG once after that many frames without telling (the link stays
+    up; a hung sensor): a new connection's START streams again.
     ``already_streaming``: ECG already runs when the first client subscribes (first START -> 6).
     ``heart_rate_interval_s``: physical seconds between HR notifications; RR intervals come from
     ``ecg.r_peaks``, or beats at ``fixed_heart_rate_bpm`` when the signal has fewer than two.
@@ -154,7 +156,7 @@ class EmulatedPolarH10:
                  min_mtu: int = MIN_MTU, drop_frames: Collection[int] | float = (), seed: int = 0,
                  duplicate_frames: Collection[int] = (), disconnect_after_frames: int | None = None,
                  reconnect_delay_s: float = 0.0, stop_after_frames: int | None = None,
-                 already_streaming: bool = False, heart_rate_interval_s: float = 1.0,
+                 silent_after_frames: int | None = None, already_streaming: bool = False, heart_rate_interval_s: float = 1.0,
                  fixed_heart_rate_bpm: float = 60.0, battery_percent: int = 87) -> None:
         if speed <= 0 or true_fs_hz <= 0:
             raise ValueError(f"speed ({speed}) and true_fs_hz ({true_fs_hz}) must be positive")
@@ -178,6 +180,7 @@ class EmulatedPolarH10:
         self.disconnect_after_frames = disconnect_after_frames
         self.reconnect_delay_s = float(reconnect_delay_s)
         self.stop_after_frames = stop_after_frames
+        self.silent_after_frames = silent_after_frames
         self.already_streaming = already_streaming
         self.heart_rate_interval_s = float(heart_rate_interval_s)
         self.battery_percent = int(battery_percent)
@@ -456,6 +459,10 @@ class EmulatedPolarH10:
                 self.stop_after_frames = None
                 self._stop_streaming()
                 await self._indicate(link.connection, bytes([0x01, MeasurementType.ECG]))
+                return
+            if self.silent_after_frames is not None and self._frame_counter >= self.silent_after_frames:
+                self.silent_after_frames = None
+                self.streaming = False  # no indication, link up: the central hears nothing more
                 return
             if self.disconnect_after_frames is not None and self._frame_counter >= self.disconnect_after_frames:
                 self.disconnect_after_frames = None

@@ -50,8 +50,10 @@ class FrameTimestamper:
         smoothing: weight of each gap-free delta in the exponential average of the period. The tracked
             period is bounded to +-5 % of the nominal one (the H10 is specified +-2 %).
         max_gap_s: longest gap (s) that lost frames can explain within one connection; a forward step beyond
-            it is a clock jump (a wild timestamp or a clock set), not a gap. Not applied to the first frame
-            after :meth:`reset` (a reconnection may take minutes).
+            it is a clock jump (a wild timestamp or a clock set), not a gap, unless the frames' host arrival
+            times (``received_host_s`` of :meth:`place`) advanced by as much: then it is a gap (a long loss
+            with the link up). Not applied to the first frame after :meth:`reset` (a reconnection may take
+            minutes).
         duplicate_window: how many recent frame timestamps a re-delivered frame is compared against.
 
     Counters: ``n_gaps``, ``n_duplicates``, ``n_clock_jumps``, ``samples_placed``.
@@ -80,6 +82,7 @@ class FrameTimestamper:
         self._segment_end_s: float | None = None  # last_time_s before the latest reset
         self._undo_offset_s: float | None = None  # offset before the jump at the previous frame, if any
         self._recent_raw: deque[float] = deque(maxlen=max(1, int(duplicate_window)))
+        self._last_received_s: float | None = None  # host arrival time (s) of the last placed frame
         self.n_gaps = 0
         self.n_duplicates = 0
         self.n_clock_jumps = 0
@@ -111,8 +114,14 @@ class FrameTimestamper:
         self.n_clock_jumps += 1
         return times, jump
 
-    def place(self, last_sample_time_s: float, n: int) -> FrameTiming:
-        """Place a frame of ``n`` samples whose LAST sample the sensor stamped ``last_sample_time_s`` (s).
+    #: a forward step beyond ``max_gap_s`` is a gap when the host clock advanced by the same within this
+    #: many seconds plus :attr:`HOST_AGREEMENT` of the step (BLE delivery jitter)
+    HOST_SLACK_S = 2.0
+    HOST_AGREEMENT = 0.05
+
+    def place(self, last_sample_time_s: float, n: int, received_host_s: float | None = None) -> FrameTiming:
+        """Place a frame of ``n`` samples whose LAST sample the sensor stamped ``last_sample_time_s`` (s),
+        received at ``received_host_s`` (host clock, s; optional: it tells a long loss from a clock step).
 
         Returns times on a continuous axis, with a gap, duplicate or clock-jump flag. Raises
         :class:`SignalError` for a NaN/inf timestamp (it cannot come from a PMD frame: a caller bug).
@@ -150,7 +159,8 @@ class FrameTimestamper:
                 times = self.last_time_s + delta * np.arange(1, n + 1, dtype=np.float64)
             elif delta < self.period / self.gap_tolerance:  # clock stepped back (or a wild early stamp)
                 times, jump = self._jump(t, n, self.last_time_s)
-            elif span - n * self.period > self.max_gap_s:  # clock stepped forward (or a wild late stamp)
+            elif span - n * self.period > self.max_gap_s and not self._host_saw(span, received_host_s):
+                # clock stepped forward (or a wild late stamp): the host clock did not advance by as much
                 times, jump = self._jump(t, n, self.last_time_s)
             elif delta > self.gap_tolerance * self.period:
                 # lost frames: the n samples are the last n before the timestamp, at the tracked period
@@ -162,9 +172,17 @@ class FrameTimestamper:
                 lo, hi = self.nominal_period / 1.05, self.nominal_period * 1.05
                 self.period = float(np.clip((1 - self.smoothing) * self.period + self.smoothing * delta, lo, hi))
         self._undo_offset_s = undo if self.clock_offset_s != undo else None
+        self._last_received_s = None if received_host_s is None else float(received_host_s)
         self.last_time_s = float(times[-1])
         self.samples_placed += n
         return FrameTiming(times, gap, False, self.period, jump)
+
+    def _host_saw(self, span_s: float, received_host_s: float | None) -> bool:
+        """Whether the host clock advanced by about ``span_s`` since the previous frame arrived."""
+        if received_host_s is None or self._last_received_s is None:
+            return False
+        host_span = float(received_host_s) - self._last_received_s
+        return abs(host_span - span_s) <= self.HOST_SLACK_S + self.HOST_AGREEMENT * span_s
 
     def _fits(self, delta: float) -> bool:
         """Whether a per-sample delta (s) continues the stream without a gap or a clock step."""

@@ -50,7 +50,7 @@ class FrameTiming:
         previous_last = self.timestamper.last_time_s
         if self._segment_break:
             self.timestamper.reset()  # keeps the tracked period
-        timing = self.timestamper.place(frame.unix_time_s, n)
+        timing = self.timestamper.place(frame.unix_time_s, n, received_host_s)
         if timing.duplicate:
             self._emit("duplicate", timestamp_ns=frame.timestamp_ns, samples=n)
             return None

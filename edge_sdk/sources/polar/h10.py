@@ -67,6 +67,9 @@ class PolarH10Source(EcgSource):
         sample_rate: ECG sample rate to request (Hz); the H10 offers 130.
         connect_timeout_s: seconds allowed for one connection attempt.
         command_timeout_s: seconds to wait for a control point response.
+        data_timeout_s: seconds (event-loop time) without an ECG frame after which a connected strap counts
+            as stalled: event ``stalled``, then the reconnection path (None: wait forever). The H10 sends a
+            frame about every 0.6 s.
         max_reconnects: reconnection attempts after a link loss before giving up (None: forever).
         backoff_initial_s, backoff_max_s: first and largest delay between attempts (s); doubles each
             attempt, with jitter (each delay drawn uniformly in [d/2, d]).
@@ -77,7 +80,8 @@ class PolarH10Source(EcgSource):
 
     Iterating yields :class:`EcgChunk` and :class:`SourceEvent` (kinds ``connected``, ``already_streaming``,
     ``gap`` (detail ``gap_s``, ``samples``, ``reason``: lost_frames / reconnect / restart), ``duplicate``,
-    ``sensor_stopped``, ``restarted``, ``disconnected``, ``reconnecting`` (``attempt``, ``delay_s``,
+    ``sensor_stopped``, ``restarted``, ``stalled`` (``seconds``: no frame for that long, link up),
+    ``disconnected``, ``reconnecting`` (``attempt``, ``delay_s``,
     ``error``), ``clock_jump`` (``jump_s``: step of the sensor clock in s; the frame is kept, the time axis
     stays continuous), ``malformed_frame``, ``malformed_control``, ``abandoned_response`` (a multi-part
     control response cut off by a new one), ``malformed_heart_rate``, ``end``). Raises :class:`MtuTooSmallError`,
@@ -90,14 +94,15 @@ class PolarH10Source(EcgSource):
 
     def __init__(self, address: str, backend: type | None = None, sample_rate: int = 130, *,
                  connect_timeout_s: float = 20.0, command_timeout_s: float = 5.0,
-                 max_reconnects: int | None = 10, backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
+                 data_timeout_s: float | None = 10.0, max_reconnects: int | None = 10, backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
                  heart_rate: bool = False, clock: Callable[[], float] = time.time, seed: int | None = None,
                  **client_kwargs: Any) -> None:
         super().__init__()
         if not isinstance(sample_rate, numbers.Integral) or isinstance(sample_rate, bool) or sample_rate <= 0:
             raise ConfigError(f"sample_rate is a whole number of Hz that the sensor offers (the H10: 130), not "
                               f"{sample_rate!r}")
-        for what, value in (("connect_timeout_s", connect_timeout_s), ("command_timeout_s", command_timeout_s)):
+        timeouts = [("connect_timeout_s", connect_timeout_s), ("command_timeout_s", command_timeout_s)]
+        for what, value in timeouts + ([("data_timeout_s", data_timeout_s)] if data_timeout_s is not None else []):
             if not isinstance(value, numbers.Real) or isinstance(value, bool) or not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{what} is a positive, finite number of seconds, not {value!r}")
         self.address = address
@@ -106,6 +111,7 @@ class PolarH10Source(EcgSource):
         self.nominal_fs_hz = float(sample_rate)
         self.connect_timeout_s = float(connect_timeout_s)
         self.command_timeout_s = float(command_timeout_s)
+        self.data_timeout_s = None if data_timeout_s is None else float(data_timeout_s)
         self.reconnect_policy = ReconnectPolicy(backoff_initial_s, backoff_max_s, max_reconnects, seed)
         self.heart_rate = heart_rate
         self.clock = clock
@@ -153,7 +159,18 @@ class PolarH10Source(EcgSource):
             for ev in self._drain():
                 yield ev
             while True:
-                item = await self._queue.get()
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), self.data_timeout_s)
+                except asyncio.TimeoutError:  # connected, yet nothing came: a hung strap or a half-dead link
+                    if self._closing:
+                        break
+                    self._emit("stalled", address=self.address, seconds=self.data_timeout_s,
+                               action="no ECG frame for that long with the link up: reconnecting")
+                    async for ev in self._reconnect():
+                        yield ev
+                    for ev in self._drain():
+                        yield ev
+                    continue
                 if isinstance(item, _Closed):
                     break
                 if getattr(item, "generation", self._generation) != self._generation:
