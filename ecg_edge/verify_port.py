@@ -99,16 +99,28 @@ def read_dump(path: str | Path) -> tuple[str, dict[str, dict], dict]:
         raise EdgeSDKError(f"port dump {p} not found")
     if p.suffix == ".npz":
         vectors: dict[str, dict] = {}
-        with np.load(p) as z:
-            for key in z.files:
-                vid, _, rest = key.partition(".")
-                d = vectors.setdefault(vid, {"outputs": {}})
-                if vid == RECORD_RULE_VECTOR:
-                    d[rest] = z[key]
-                elif rest.startswith("output."):
-                    d["outputs"][rest[len("output."):]] = z[key]
-                else:
-                    d[rest] = z[key]
+        try:
+            loaded = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise EdgeSDKError(f"port dump {p} is not a readable .npz of numeric arrays ({type(e).__name__}: {e}); "
+                               "write it with numpy.savez (no object arrays) as the bundle README shows") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise EdgeSDKError(f"port dump {p} is a single array (.npy), not an .npz of named arrays; see the bundle "
+                               "README for the names")
+        try:
+            with loaded as z:
+                for key in z.files:
+                    vid, _, rest = key.partition(".")
+                    d = vectors.setdefault(vid, {"outputs": {}})
+                    if vid == RECORD_RULE_VECTOR:
+                        d[rest] = z[key]
+                    elif rest.startswith("output."):
+                        d["outputs"][rest[len("output."):]] = z[key]
+                    else:
+                        d[rest] = z[key]
+        except (ValueError, OSError, EOFError) as e:  # an object array, a damaged member
+            raise EdgeSDKError(f"port dump {p}: an array cannot be read ({type(e).__name__}: {e}); store numeric "
+                               "arrays only (numpy.savez without object arrays)") from None
         rule = vectors.pop(RECORD_RULE_VECTOR, {})
         rule.pop("outputs", None)
         return p.name, vectors, rule
@@ -123,6 +135,10 @@ def read_dump(path: str | Path) -> tuple[str, dict[str, dict], dict]:
     if not isinstance(rule, dict):
         raise EdgeSDKError(f"port dump {p}: \"{RECORD_RULE_VECTOR}\" must be an object with \"features\" and "
                            "\"scores\"; see the bundle README")
+    bad = [v for v, d in data["vectors"].items() if not isinstance(d, dict) or not isinstance(d.get("outputs", {}), dict)]
+    if bad:
+        raise EdgeSDKError(f"port dump {p}: vector {bad[0]!r} must be an object of stages, with \"outputs\" an object "
+                           "{file name: probabilities}; see the bundle README")
     return str(data.get("port", p.name)), data["vectors"], rule
 
 

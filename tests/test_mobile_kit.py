@@ -167,6 +167,24 @@ def test_verify_port_says_where_a_broken_port_diverges(bundle_dir, tmp_path):
     assert status[("record_rule", "scores")] == "pass" and status[("record_rule", "features")] == "missing"
 
 
+@pytest.mark.parametrize("name, write", [
+    ("list.json", lambda p: p.write_text(json.dumps({"format": "ecg-edge/port-dump", "version": 1,
+                                                      "vectors": {"normal": [1, 2, 3]}}))),
+    ("outputs.json", lambda p: p.write_text(json.dumps({"format": "ecg-edge/port-dump", "version": 1,
+                                                         "vectors": {"normal": {"outputs": [1, 2]}}}))),
+    ("npy.npz", lambda p: (np.save(p.with_suffix(".npy"), np.zeros(3)), p.with_suffix(".npy").rename(p))),
+    ("text.npz", lambda p: p.write_text("not an archive")),
+    ("object.npz", lambda p: np.savez(p, **{"normal.preprocessed": np.array([None], dtype=object)})),
+])
+def test_verify_port_names_a_malformed_dump(bundle_dir, tmp_path, capsys, name, write):
+    from ecg_edge.cli import main
+
+    write(tmp_path / name)
+    assert main(["verify-port", str(bundle_dir), str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert f"port dump {tmp_path / name}" in err and "Traceback" not in err
+
+
 def test_card_schema_is_shipped_used_and_versioned(bundle_dir, card, tmp_path):
     import jsonschema
 
