@@ -23,6 +23,8 @@ On real windows, second-order sections of the same (b, a) move the z-scored outp
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -70,6 +72,21 @@ def _padlen(b: np.ndarray, a: np.ndarray) -> int:
     return 3 * max(len(a), len(b))
 
 
+#: Lowest source sample rate a record or stream may have (Hz): twice the 40 Hz upper edge of the band-pass.
+MIN_SOURCE_FS_HZ = 80.0
+
+
+def check_fs(fs_hz: object, where: str = "fs_hz") -> float:
+    """``fs_hz`` as a float sample rate in Hz; raise :class:`SignalError` unless it is positive and finite."""
+    try:
+        fs = float(fs_hz)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SignalError(f"{where} must be a sample rate in Hz (e.g. 130, 300), got {fs_hz!r}") from None
+    if not (math.isfinite(fs) and fs > 0):
+        raise SignalError(f"{where} must be a positive, finite sample rate in Hz (e.g. 130, 300), got {fs_hz!r}")
+    return fs
+
+
 def check_signal(x: np.ndarray, min_samples: int = 1, name: str = "signal") -> np.ndarray:
     """Return ``x`` as a float64 array of shape ``(n,)`` or ``(batch, n)``; raise :class:`SignalError` if unusable."""
     arr = np.asarray(x)
@@ -87,15 +104,26 @@ def check_signal(x: np.ndarray, min_samples: int = 1, name: str = "signal") -> n
     return arr
 
 
+#: most samples a resampling may produce (a day at 500 Hz is 43 M): a mistaken rate (fs_in 1e-6 Hz) would
+#: otherwise ask for terabytes
+MAX_RESAMPLED_SAMPLES = 200_000_000
+
+
+def _check_output_length(n_out: float) -> None:
+    if n_out > MAX_RESAMPLED_SAMPLES:
+        raise SignalError(f"resampling would produce {n_out:.3g} samples (more than {MAX_RESAMPLED_SAMPLES:,}); the "
+                          "sample rates given are probably wrong (fs_in in Hz, e.g. 130 or 300)")
+
+
 def resample_linear(x: np.ndarray, fs_in: float, fs_out: float = MODEL_FS_HZ) -> np.ndarray:
     """Resample ``x`` (..., n) from ``fs_in`` Hz to ``fs_out`` Hz by linear interpolation.
 
     Same as ECGFounder's ``resample_unequal``: ``int(n / fs_in * fs_out)`` output samples spanning the
     same first and last instant as the input.
     """
-    if not fs_in or fs_in <= 0 or fs_out <= 0:
-        raise SignalError(f"sample rates must be positive, got fs_in={fs_in}, fs_out={fs_out}")
+    fs_in, fs_out = check_fs(fs_in, "fs_in"), check_fs(fs_out, "fs_out")
     arr = check_signal(x, min_samples=2)
+    _check_output_length(arr.shape[-1] / fs_in * fs_out)
     if fs_in == fs_out:
         return arr.copy()
     n_in = arr.shape[-1]
@@ -112,9 +140,9 @@ def resample_uniform(x: np.ndarray, fs_in: float, fs_out: float = MODEL_FS_HZ) -
     :func:`edge_sdk.windowing.record_windows`). It differs from :func:`resample_linear` (the official
     ``resample_unequal``, which stretches the grid to hit the last input sample) by under one input sample.
     """
-    if not fs_in or fs_in <= 0 or fs_out <= 0:
-        raise SignalError(f"sample rates must be positive, got fs_in={fs_in}, fs_out={fs_out}")
+    fs_in, fs_out = check_fs(fs_in, "fs_in"), check_fs(fs_out, "fs_out")
     arr = check_signal(x, min_samples=2)
+    _check_output_length(arr.shape[-1] / fs_in * fs_out)
     if arr.ndim != 1:
         raise SignalError(f"resample_uniform takes one lead of shape (n,), got {arr.shape}")
     t_in = np.arange(arr.shape[0]) / fs_in
@@ -177,7 +205,14 @@ def _design(fs_hz: float, notch_hz: float, notch_q: float, low_hz: float, high_h
 
 
 def filter_design(fs_hz: float = MODEL_FS_HZ, config: PreprocessingConfig = DEFAULT_CONFIG) -> FilterDesign:
-    """The notch, band-pass and median-window of ``config`` at ``fs_hz`` Hz, cached per distinct parameters."""
+    """The notch, band-pass and median-window of ``config`` at ``fs_hz`` Hz, cached per distinct parameters.
+    :class:`SignalError` unless ``fs_hz`` is above twice the band's upper edge and the notch frequency."""
+    fs_hz = check_fs(fs_hz)
+    highest = max(config.bandpass_high_hz, config.notch_hz)
+    if fs_hz <= 2 * highest:
+        raise SignalError(f"fs_hz {fs_hz:g} Hz cannot hold the {config.bandpass_low_hz}-{config.bandpass_high_hz} Hz "
+                          f"band and the {config.notch_hz} Hz notch; filter at more than {2 * highest:g} Hz (resample "
+                          "first: the model's rate is 500 Hz)")
     return _design(float(fs_hz), config.notch_hz, config.notch_q, config.bandpass_low_hz, config.bandpass_high_hz,
                    config.bandpass_order, config.median_window_seconds)
 
@@ -233,8 +268,8 @@ def bandpass_filter(x: np.ndarray, fs_hz: float = MODEL_FS_HZ, config: Preproces
 
 
 def zscore(x: np.ndarray, eps: float = DEFAULT_CONFIG.zscore_eps) -> np.ndarray:
-    """``(x - mean) / (std + eps)`` along the last axis."""
-    arr = np.asarray(x, dtype=np.float64)
+    """``(x - mean) / (std + eps)`` along the last axis (``x``: ``(n,)`` or ``(batch, n)``, finite)."""
+    arr = check_signal(x, min_samples=1)
     return (arr - arr.mean(-1, keepdims=True)) / (arr.std(-1, keepdims=True) + eps)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import re
 import zipfile
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MissingDependencyError, RecordFormatError, RecordNotFoundError, SignalError
-from .preprocessing import check_signal
+from .preprocessing import check_fs, check_signal  # noqa: F401 - check_fs: public here too
 
 #: Multiply a value in these units by the factor to get millivolts (keys lower case; µ: micro sign and mu).
 UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "\u00b5v": 1e-3, "\u03bcv": 1e-3, "v": 1e3}
@@ -51,17 +52,6 @@ class Record:
 
 
 # ----------------------------------------------------------------------------- shared checks
-
-def check_fs(fs_hz: object, where: str = "fs_hz") -> float:
-    """``fs_hz`` as a float sample rate in Hz; raise :class:`SignalError` unless it is positive and finite."""
-    try:
-        fs = float(fs_hz)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise SignalError(f"{where} must be a sample rate in Hz (e.g. 130, 300), got {fs_hz!r}") from None
-    if not (math.isfinite(fs) and fs > 0):
-        raise SignalError(f"{where} must be a positive, finite sample rate in Hz (e.g. 130, 300), got {fs_hz!r}")
-    return fs
-
 
 def units_to_mv(units: str, where: str, fix: str = "pass units='mV', 'uV' or 'V'") -> float:
     """Factor converting values in ``units`` (mV, uV, µV, V; any case) to millivolts.
@@ -189,6 +179,10 @@ def read_wfdb(path: str | Path, channel: int | str = 0, sampto: int | None = Non
     :class:`SignalError` (unknown channel, NaN samples).
     """
     wfdb = import_wfdb()
+    if isinstance(channel, bool) or not isinstance(channel, (numbers.Integral, str)):
+        raise SignalError(f"channel must be a signal index (0, 1, ...) or a signal name such as 'MLII', got {channel!r}")
+    if sampto is not None and (isinstance(sampto, bool) or not isinstance(sampto, numbers.Integral)):
+        raise SignalError(f"sampto must be a whole number of samples or None, got {sampto!r}")
 
     p = Path(path)
     base = p.with_suffix("") if p.suffix in (".hea", ".dat", ".mat") else p

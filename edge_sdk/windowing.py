@@ -6,10 +6,18 @@ same grid, so a streamed window equals the training window.
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from .errors import SignalError
-from .preprocessing import DEFAULT_CONFIG, WINDOW_SAMPLES, PreprocessingConfig, check_signal, preprocess_window, resample
+from .preprocessing import (DEFAULT_CONFIG, MIN_SOURCE_FS_HZ, WINDOW_SAMPLES, PreprocessingConfig, check_fs,
+                            check_signal, preprocess_window, resample)
+
+#: the shortest record :func:`record_windows` zero-pads to one window, as a fraction of the window (5 s of 10)
+MIN_PADDED_FRACTION = 0.5
+
 
 def split_windows(x: np.ndarray, window_samples: int = WINDOW_SAMPLES, hop_samples: int | None = None) -> np.ndarray:
     """Cut ``x`` (n,) into ``(n_windows, window_samples)`` windows every ``hop_samples`` (default: no overlap).
@@ -19,9 +27,9 @@ def split_windows(x: np.ndarray, window_samples: int = WINDOW_SAMPLES, hop_sampl
     arr = check_signal(x, min_samples=window_samples, name="record")
     if arr.ndim != 1:
         raise SignalError(f"split_windows takes one lead of shape (n,), got {arr.shape}")
-    hop = hop_samples or window_samples
-    if hop <= 0:
-        raise SignalError(f"hop must be positive, got {hop}")
+    hop = window_samples if hop_samples is None else hop_samples
+    if not isinstance(hop, numbers.Integral) or isinstance(hop, bool) or hop <= 0:
+        raise SignalError(f"hop_samples must be a positive whole number of samples (None: no overlap), got {hop!r}")
     starts = range(0, arr.shape[0] - window_samples + 1, hop)
     return np.stack([arr[s:s + window_samples] for s in starts])
 
@@ -33,14 +41,29 @@ def record_windows(signal_mv: np.ndarray, fs_hz: float, hop_s: float = 5.0,
 
     Returns float32 ``(n_windows, window_samples)``. A record shorter than one window gives one window,
     preprocessed at its own length and zero-padded at the end (zero is the z-scored mean), when
-    ``pad_short``; otherwise :class:`~edge_sdk.errors.SignalError` is raised.
+    ``pad_short`` and it holds at least :data:`MIN_PADDED_FRACTION` of a window (5 s of 10); otherwise
+    :class:`~edge_sdk.errors.SignalError` is raised. Also :class:`SignalError` for a sample rate below
+    :data:`~edge_sdk.preprocessing.MIN_SOURCE_FS_HZ` (80 Hz: the 40 Hz band edge needs twice that) and a
+    hop that is not a positive number of seconds of at least one sample.
     """
+    fs_hz = check_fs(fs_hz)
+    if fs_hz < MIN_SOURCE_FS_HZ:
+        raise SignalError(f"sample rate {fs_hz:g} Hz is below {MIN_SOURCE_FS_HZ:g} Hz: the "
+                          f"{config.bandpass_low_hz}-{config.bandpass_high_hz} Hz band the model sees needs at least "
+                          "twice its upper edge; check the rate given for the record")
+    if isinstance(hop_s, bool) or not isinstance(hop_s, numbers.Real) or not math.isfinite(hop_s) \
+            or round(hop_s * config.fs_hz) < 1:
+        raise SignalError(f"hop_s must be a positive number of seconds, at least one sample at {config.fs_hz:g} Hz "
+                          f"(e.g. 5), got {hop_s!r}")
     x = resample(check_signal(signal_mv, 2), fs_hz, config.fs_hz, config.resampling)
     w = config.window_samples
     if x.shape[-1] < w:
-        if not pad_short:
-            raise SignalError(f"record is {x.shape[-1] / config.fs_hz:.2f} s long; a window needs {config.window_seconds} s")
+        seconds = x.shape[-1] / config.fs_hz
+        if not pad_short or x.shape[-1] < MIN_PADDED_FRACTION * w:
+            raise SignalError(f"record is {seconds:.2f} s long; a window needs {config.window_seconds} s"
+                              + (f" (records of {MIN_PADDED_FRACTION * config.window_seconds:g} s or more are "
+                                 "zero-padded to one; a shorter one would be mostly padding)" if pad_short else ""))
         out = np.zeros((1, w), np.float32)
         out[0, :x.shape[-1]] = preprocess_window(x, config)
         return out
-    return preprocess_window(split_windows(x, w, max(1, int(round(hop_s * config.fs_hz)))), config)
+    return preprocess_window(split_windows(x, w, int(round(hop_s * config.fs_hz))), config)

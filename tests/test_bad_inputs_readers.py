@@ -20,7 +20,10 @@ from hypothesis import strategies as st
 from edge_sdk.datasets import Cinc2017, MitBih, split_records
 from edge_sdk.errors import (DatasetError, EdgeSDKError, RecordFormatError, RecordNotFoundError, SignalError,
                              SplitError)
-from edge_sdk.records import Record, read_csv, read_record
+from edge_sdk.preprocessing import bandpass_filter, resample_linear, resample_uniform, zscore
+from edge_sdk.records import Record, read_csv, read_record, read_wfdb
+from edge_sdk.signal import assess_quality
+from edge_sdk.windowing import record_windows, split_windows
 from edge_sdk.sources import EcgChunk, ReplaySource, SourceEvent
 from edge_sdk.stream.recorder import Recorder
 
@@ -514,3 +517,52 @@ def test_fs_hz_must_agree_with_the_time_column(tmp_path):
     assert read_record(p, fs_hz=FS * 1.01).fs_hz == pytest.approx(FS * 1.01)  # within 2 %: clock drift
     with pytest.raises(RecordFormatError, match="disagrees with its time column 'sensor_time_s'"):
         read_record(p, fs_hz=300)
+
+
+# ----------------------------------------------------------------------------- offline API arguments
+
+@pytest.mark.parametrize("call, match", [
+    (lambda x: resample_uniform(x, 1e-6), "resampling would produce"),
+    (lambda x: resample_linear(x, float("nan")), "fs_in"),
+    (lambda x: resample_linear(x, float("inf")), "fs_in"),
+    (lambda x: bandpass_filter(x, 80), "cannot hold"),
+    (lambda x: bandpass_filter(x, 0), "fs_hz"),
+    (lambda x: zscore(np.full(10, np.nan)), "NaN"),
+    (lambda x: record_windows(x, 50), "below 80 Hz"),
+    (lambda x: record_windows(x, 300, hop_s=0), "hop_s"),
+    (lambda x: record_windows(x, 300, hop_s=float("nan")), "hop_s"),
+    (lambda x: record_windows(x[:20], 300), "mostly padding"),
+    (lambda x: record_windows(x, 1e5), "mostly padding"),
+    (lambda x: split_windows(x, 5000, 0), "hop_samples"),
+    (lambda x: split_windows(x, 5000, 2.5), "hop_samples"),
+    (lambda x: assess_quality(x, float("nan")), "fs_hz"),
+    (lambda x: assess_quality(np.stack([x, x]), 300), "one window"),
+    (lambda x: assess_quality("abc", 300), "one window"),
+])
+def test_offline_functions_name_bad_arguments(cinc, call, match):
+    x = cinc.read("A00001").signal_mv[:9000]  # 30 s of real ECG at 300 Hz
+    with pytest.raises(SignalError, match=match):
+        call(x)
+
+
+def test_records_of_5_to_10_s_are_padded_to_one_window(cinc):
+    x = cinc.read("A00001").signal_mv
+    assert record_windows(x[:1800], 300).shape == (1, 5000)  # 6 s
+    assert record_windows(x[:2999], 300).shape == (1, 5000)
+
+
+def test_wfdb_channel_and_sampto_must_be_whole_numbers_or_names(a00001):
+    for kw in ({"channel": 1.0}, {"channel": None}, {"sampto": "x"}, {"sampto": 2.5}):
+        with pytest.raises(SignalError):
+            read_wfdb(a00001, **kw)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "tflite"])
+def test_backends_refuse_non_real_windows_and_answer_an_empty_batch(bundle_dir, runtime):
+    from edge_sdk.inference import open_backend
+
+    b = open_backend(bundle_dir, runtime, "int8")
+    assert b.predict(np.zeros((0, 5000), np.float32)).shape == (0, 4)
+    for bad in (np.array(["a"] * 5000), np.zeros(5000, np.complex64), np.array([None] * 5000)):
+        with pytest.raises(SignalError, match="real numbers"):
+            b.predict(bad)

@@ -21,7 +21,12 @@ class Backend(ABC):
     window_samples: int = WINDOW_SAMPLES
 
     def _check(self, windows: np.ndarray) -> np.ndarray:
-        x = np.asarray(windows, np.float32)
+        """``windows`` as float32 ``(n, window_samples)``; :class:`SignalError` for anything else: other shapes,
+        non-real dtypes (text, complex, objects), NaN/inf."""
+        raw = np.asarray(windows)
+        if raw.dtype.kind not in "fiu":
+            raise SignalError(f"{self.name}: windows must be real numbers (float32), got dtype {raw.dtype}")
+        x = raw.astype(np.float32, copy=False)
         if x.ndim == 1:
             x = x[None]
         if x.ndim != 2 or x.shape[1] != self.window_samples:

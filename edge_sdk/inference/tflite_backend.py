@@ -53,6 +53,8 @@ class TFLiteBackend(Backend):
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         x = self._check(windows)
+        if len(x) == 0:  # as ONNX Runtime answers an empty batch
+            return np.empty((0, self.n_outputs), np.float32)
         shape = list(self.inp["shape"])
         outs = [self._run_one(x[i:i + 1].reshape(shape)) for i in range(len(x))]
         return np.concatenate(outs).reshape(len(x), -1).astype(np.float32)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import SignalError
+from ..preprocessing import check_fs
+
 
 @dataclass(frozen=True)
 class QualityThresholds:
@@ -24,8 +27,14 @@ class QualityThresholds:
 
 
 def assess_quality(window_mv: np.ndarray, fs_hz: float, thresholds: QualityThresholds = QualityThresholds()) -> list[str]:
-    """Return the list of quality flags of ``window_mv`` (n,) sampled at ``fs_hz``."""
-    x = np.asarray(window_mv, np.float64)
+    """Return the list of quality flags of ``window_mv`` (n,) in mV sampled at ``fs_hz`` Hz.
+    :class:`SignalError` for a window that is not one lead of numbers, or a bad rate."""
+    fs_hz = check_fs(fs_hz)
+    raw = np.asarray(window_mv)
+    if raw.dtype.kind not in "fiu" or raw.ndim != 1:
+        raise SignalError(f"assess_quality takes one window of shape (n,) in mV, got shape {raw.shape}, dtype "
+                          f"{raw.dtype}")
+    x = raw.astype(np.float64, copy=False)
     if not np.isfinite(x).all():
         return ["non_finite"]
     flags: list[str] = []

@@ -27,7 +27,7 @@ import numpy as np
 from ..bundle import ModelBundle, load_bundle
 from ..errors import BundleError, SignalError
 from ..inference import Backend, open_backend
-from ..preprocessing import preprocess_window
+from ..preprocessing import MIN_SOURCE_FS_HZ, preprocess_window
 from ..record_rule import RecordDecision
 from ..signal import StreamingResampler, assess_quality
 from ..sources.base import EcgChunk, EcgSource, SourceEvent
@@ -72,8 +72,6 @@ class Prediction:
                 "events": [{"kind": e.kind, **{k: v for k, v in e.detail.items()}} for e in self.events]}
 
 
-#: Lowest source sample rate accepted (Hz): twice the 40 Hz upper edge of the model's band-pass.
-MIN_SOURCE_FS_HZ = 80.0
 #: Events kept for the next prediction when no window comes (e.g. a sensor that keeps failing).
 MAX_PENDING_EVENTS = 256
 #: A chunk starting more than this many sample periods after the previous one, without ``gap_before_s``,
