@@ -13,6 +13,7 @@ import json
 import math
 import os
 import stat
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -307,7 +308,31 @@ def load_bundle(path: str | Path, verify_checksums: bool = True) -> ModelBundle:
             if digest != f["sha256"]:
                 raise BundleError(f"checksum mismatch for {fp}: card says {f['sha256'][:12]}..., file is "
                                   f"{digest[:12]}...; the file is corrupt or was replaced - copy the bundle again")
+        _check_labels_inside(fp, card)
     return ModelBundle(root, card)
+
+
+#: the associated file in which a bundle's TFLite model carries its label names, one per line in output
+#: order (written by ``quantize.mobile.finish_tflite``)
+TFLITE_LABELS_FILE = "labels.txt"
+
+
+def _check_labels_inside(fp: Path, card: dict) -> None:
+    """A model file that names its outputs (a TFLite file's ``labels.txt``) must name the card's labels in the
+    card's order: a card edited by hand (labels reordered) would otherwise put every probability under
+    another label's name, silently."""
+    if fp.suffix != ".tflite":
+        return
+    try:
+        with zipfile.ZipFile(fp) as z:
+            inside = z.read(TFLITE_LABELS_FILE).decode("utf-8").splitlines()
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, OSError):
+        return  # a TFLite file without the associated labels (built elsewhere): nothing to compare
+    names = [d["name"] for d in card["labels"]]
+    if inside != names:
+        raise BundleError(f"{fp.name} names its outputs {inside[:6]}{' ...' if len(inside) > 6 else ''} but the card "
+                          f"lists {names[:6]}{' ...' if len(names) > 6 else ''}: the card's labels were changed (or "
+                          "reordered) after the build; restore the card that came with the model files")
 
 
 def write_card(root: str | Path, card: dict) -> Path:

@@ -37,7 +37,7 @@ from .bundle_readme import README_NAME, write_bundle_readme
 from .conformance import conformance_data_available, preprocessing_spec, write_conformance
 from .equalize import check_strength, equalize_channels, stage_blocks
 from .fidelity import choose_thresholds, compare, measuring_machine
-from .mobile import convert_to_ort, finish_tflite
+from .mobile import convert_to_ort, finish_tflite, label_onnx
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .onnx_int8 import clip_input, quantize_onnx_int8
 
@@ -236,6 +236,8 @@ def _build(student, s_ckpt, meta, table: LabelTable, student_path: Path, out: Pa
     _log(f"int8 QDQ with {len(calibration)} calibration windows")
     qparams = quantize_onnx_int8(out / "student_fp32.onnx", out / "student_int8.onnx", calibration, calibration_method,
                                  input_range=input_range, float_ops=float_ops)
+    for name in ("student_fp32.onnx", "student_int8.onnx"):
+        label_onnx(out / name, names)
     files["student_fp32.onnx"] = {"runtime": "onnxruntime", "precision": "fp32", "role": "student", "format": "onnx"}
     files["student_int8.onnx"] = {"runtime": "onnxruntime", "precision": "int8", "role": "student", "format": "onnx",
                                   "quantization": qparams}

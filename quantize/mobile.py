@@ -22,6 +22,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from edge_sdk.inference.onnx_backend import LABELS_KEY as ONNX_LABELS_KEY  # the key the runtime reads
+
 LABELS_METADATA = "ecg_edge_labels"
 LABELS_FILE = "labels.txt"
 
@@ -106,6 +108,21 @@ def finish_tflite(path: str | Path, input_name: str, output_name: str, labels: l
             "renamed_from": {"input": renamed["input_was"], "output": renamed["output_was"]},
             "labels_metadata": LABELS_METADATA, "associated_files": [LABELS_FILE],
             "standard_tflite_metadata": False}
+
+
+
+
+def label_onnx(path: str | Path, names: list[str]) -> None:
+    """Store the label ``names`` (output order) in the ONNX file's ``metadata_props`` (key
+    :data:`ONNX_LABELS_KEY`), so that a runtime can check a card against the model it describes
+    (:func:`edge_sdk.inference.open_backend` does). The graph is unchanged."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for prop in [p for p in model.metadata_props if p.key == ONNX_LABELS_KEY]:
+        model.metadata_props.remove(prop)
+    model.metadata_props.add(key=ONNX_LABELS_KEY, value=json.dumps(list(names)))
+    onnx.save(model, str(path))
 
 
 def read_tflite_labels(path: str | Path) -> dict:

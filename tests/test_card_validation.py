@@ -53,3 +53,22 @@ def test_any_edit_of_a_card_is_accepted_or_a_bundle_error(bundle_dir, data):
 
 def test_the_committed_card_validates(bundle_dir):
     assert validate_card(_card(bundle_dir))["version"] == 2
+
+
+def test_a_card_whose_labels_were_reordered_is_refused_by_the_tflite_labels(bundle_dir, tmp_path):
+    """Swapping two labels (and dropping the record rule, whose weights would tell) used to stream a normal
+    record as ATRIAL FIBRILLATION: the TFLite file's labels.txt names the outputs in order."""
+    import shutil
+
+    import pytest
+
+    from edge_sdk.bundle import load_bundle
+
+    copy_dir = tmp_path / "b"
+    shutil.copytree(bundle_dir, copy_dir)
+    card = _card(copy_dir)
+    card["labels"][0], card["labels"][1] = card["labels"][1], card["labels"][0]
+    del card["record_rule"]
+    (copy_dir / CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="names its outputs .*NORMAL SINUS RHYTHM"):
+        load_bundle(copy_dir)

@@ -90,6 +90,28 @@ def test_card_carries_the_label_table_and_only_app_files(pipeline):
     assert open_backend(b).predict(x).shape == (1, 2)
 
 
+def test_onnx_files_name_their_outputs_and_a_reordered_card_is_refused(pipeline, tmp_path):
+    """The ONNX files carry the label names; a card whose labels were swapped by hand (every probability
+    would be shown under the other label's name) is a BundleError when the model is opened."""
+    import shutil
+
+    import onnxruntime as ort
+
+    from edge_sdk.errors import BundleError
+
+    for name in ("student_fp32.onnx", "student_int8.onnx"):
+        meta = ort.InferenceSession(str(pipeline[1] / name), providers=["CPUExecutionProvider"]).get_modelmeta()
+        assert json.loads(meta.custom_metadata_map["ecg_edge_labels"]) == LABELS
+    swapped = tmp_path / "bundle"
+    shutil.copytree(pipeline[1], swapped)
+    card = json.loads((swapped / "model_card.json").read_text())
+    card["labels"] = card["labels"][::-1]
+    (swapped / "model_card.json").write_text(json.dumps(card))
+    b = load_bundle(swapped)  # the card alone is consistent
+    with pytest.raises(BundleError, match="names its outputs"):
+        open_backend(b)
+
+
 def test_replay_stream_speaks_labels(pipeline, user_records, capsys):
     bundle = pipeline[1]
     rec = user_records[0][0]

@@ -1,6 +1,7 @@
 """ONNX Runtime backend (fp32 or int8 QDQ models)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,8 @@ import onnxruntime as ort
 
 from .backend import Backend
 
+#: the ``metadata_props`` key under which a bundle's ONNX file names its outputs (JSON list, output order)
+LABELS_KEY = "ecg_edge_labels"
 
 class OnnxBackend(Backend):
     name = "onnxruntime"
@@ -24,6 +27,13 @@ class OnnxBackend(Backend):
         out_shape = self.session.get_outputs()[0].shape
         self.n_outputs = int(out_shape[-1]) if isinstance(out_shape[-1], int) else None
         self.path = Path(path)
+        #: the label names the file carries (``metadata_props`` key ``ecg_edge_labels``, written by the bundle
+        #: build since 2026-11-27), or None
+        labels = self.session.get_modelmeta().custom_metadata_map.get(LABELS_KEY)
+        try:
+            self.label_names: list[str] | None = None if labels is None else [str(n) for n in json.loads(labels)]
+        except (ValueError, TypeError):
+            self.label_names = None
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         x = self._check(windows)[:, None, :]
