@@ -23,7 +23,6 @@ from torch import nn
 from edge_sdk.bundle import sha256_of
 from edge_sdk.errors import ConfigError, DatasetError
 from edge_sdk.labels import LabelTable, parse_label_list
-from edge_sdk.outputs import check_new_file
 
 from .checkpoint import load_net1d_labeled, save_checkpoint
 from .data import WindowSet, save_npz_atomic
@@ -32,7 +31,8 @@ from .labels import challenge2017_f1, hard_targets, is_cinc2017_labeled
 from .metrics import evaluate_by_name, flat_metrics, record_classes, scorable_outputs
 from .net1d import ECGFOUNDER_1LEAD, Net1DConfig
 from .student import EdgeStudent, StudentConfig, count_macs, count_params
-from .trainer import TrainConfig, class_balancing_weights, distributed_context, fit, pick_device, seed_everything
+from .trainer import (TrainConfig, check_training_outputs, class_balancing_weights, distributed_context, fit,
+                      pick_device, seed_everything)
 from .torch_dataset import WindowDataset, predict
 
 #: Validation figures that can pick the best epoch: mean record-level AUROC of the scorable outputs, macro-F1
@@ -206,8 +206,7 @@ def distill(teacher_path: str | Path, out: str | Path, train: WindowSet, val: Wi
     if cfg.selection not in SELECTIONS:
         raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}, not {cfg.selection!r}")
     train_cfg = train_cfg or TrainConfig(out_dir=str(Path(out).parent / "distill_run"))
-    if not train_cfg.resume:
-        check_new_file(out, force, "student checkpoint")
+    check_training_outputs(out, train_cfg.out_dir, force, train_cfg.resume, "student checkpoint")
     rank, _, _ = distributed_context()
     teacher = load_teacher(teacher_path, teacher_config, teacher_labels)
     student_labels, sel = select_student_labels(teacher.labels, labels)

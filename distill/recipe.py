@@ -102,12 +102,12 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
                        log: Callable[[str], None] = print) -> dict:
     """Check the teacher, labels and output, then distil; returns :func:`distill.distiller.distill`'s result
     with ``out`` added. The recipe goes into the checkpoint's ``meta["recipe"]``."""
-    from edge_sdk.outputs import check_new_file, new_run_dir
+    from edge_sdk.outputs import new_run_dir
 
     from .augment import WearableAugment
     from .data import DataSpec, cache_dir, load_split
     from .distiller import DistillConfig, distill, load_teacher, select_student_labels
-    from .trainer import TrainConfig, check_training_sizes
+    from .trainer import TrainConfig, check_training_outputs, check_training_sizes
 
     spec = DataSpec(**recipe.data)
     out = Path(recipe.out) if recipe.out else None
@@ -115,8 +115,7 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
         stamp = os.environ.get("TORCHELASTIC_RUN_ID")
         out = (Path("runs") / f"distill-{stamp}" / "student.pth") if stamp and stamp != "none" and \
             int(os.environ.get("WORLD_SIZE", "1")) > 1 else new_run_dir("distill") / "student.pth"
-    if not resume:
-        check_new_file(out, force, "student checkpoint")
+    check_training_outputs(out, out.parent / f"{out.stem}_run", force, resume, "student checkpoint")
     if recipe.unmapped_labels not in ("error", "unlabeled"):
         raise ConfigError(f"unmapped_labels must be error or unlabeled, not {recipe.unmapped_labels!r}")
     check_training_sizes(recipe.epochs, recipe.batch_size, recipe.samples_per_epoch)

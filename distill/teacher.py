@@ -21,10 +21,10 @@ from .data import SPLIT_SEED, cinc2017_windows
 from .labels import hard_targets
 from .metrics import evaluate_by_name, flat_metrics
 from .net1d import Net1D, Net1DConfig
-from .trainer import TrainConfig, check_training_sizes, class_balancing_weights, fit, seed_everything
+from .trainer import (TrainConfig, check_training_outputs, check_training_sizes, class_balancing_weights, fit,
+                      seed_everything)
 from .torch_dataset import WindowDataset, predict
 from edge_sdk.labels import LabelTable
-from edge_sdk.outputs import check_new_file
 
 #: Outputs of the reference teacher: one per Challenge 2017 class (N, A, O, ~ through CINC2017_LABEL_MAP),
 #: softmax; ECGFounder's vocabulary index where it has the label (NORMAL SINUS RHYTHM, ATRIAL FIBRILLATION).
@@ -87,8 +87,7 @@ def train_reference_teacher(out: str | Path, config: Net1DConfig = REDUCED_TEACH
     checkpoint, refused if it exists unless ``force`` or resuming) and returns metrics. ``recipe`` is
     stored in the checkpoint's meta."""
     train_cfg = train_cfg or TrainConfig(out_dir=str(Path(out).parent / "teacher_run"))
-    if not train_cfg.resume:
-        check_new_file(out, force, "teacher checkpoint")
+    check_training_outputs(out, train_cfg.out_dir, force, train_cfg.resume, "teacher checkpoint")
     t0 = time.time()
     train = cinc2017_windows("train", limit=limit)
     val = cinc2017_windows("val", limit=limit)

@@ -102,6 +102,37 @@ def check_training_sizes(epochs: int, batch_size: int, samples_per_epoch: int) -
                           "epoch would train on nothing; raise it or lower batch_size")
 
 
+def check_training_outputs(out: str | Path, run_dir: str | Path, force: bool = False, resume: bool = False,
+                           what: str = "checkpoint") -> None:
+    """Before any data is read: a training run may write ``out``, its ``<out>.history.json`` and its run folder
+    ``run_dir`` (``last.pt``, resumable state).
+
+    A new run refuses any of them that exists (:class:`~edge_sdk.errors.OutputExistsError`) unless ``force``;
+    ``resume`` needs a readable ``run_dir/last.pt`` (:class:`ConfigError` without one, unless ``force``: then
+    the run starts fresh); a folder that cannot be created is an :class:`~edge_sdk.errors.OutputPathError`."""
+    from edge_sdk.outputs import check_new_dir, check_new_file, check_writable_parent
+
+    out, run_dir = Path(out), Path(run_dir)
+    last = run_dir / "last.pt"
+    if resume and not force:
+        if not last.is_file():
+            raise ConfigError(f"--resume: there is no {last} to continue from; run without --resume to start a new "
+                              f"run (or add --force to start one over {out})")
+        try:
+            state = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises pickle, zip and runtime errors for a bad file
+            raise ConfigError(f"--resume: {last} cannot be read ({type(exc).__name__}); it is not a training state "
+                              "this SDK wrote: start a new run in another --out folder") from None
+        if not isinstance(state, dict) or not {"trainable", "opt", "epoch", "history"} <= set(state):
+            raise ConfigError(f"--resume: {last} is not a training state this SDK wrote; start a new run in another "
+                              "--out folder")
+    elif not resume:
+        check_new_file(out, force, what)
+        check_new_file(out.with_suffix(".history.json"), force, f"training history of {out.name}")
+        check_new_dir(run_dir, force, "training run folder (resumable state)")
+    check_writable_parent(out, what)
+
+
 def running_mean(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor | int) -> torch.Tensor:
     """One step of the weight average of ``fit(average_last=N)``: the mean of the ``num_averaged`` tensors so far
     and ``current``. Integer buffers (BatchNorm's ``num_batches_tracked``, a counter that eval mode never
@@ -180,7 +211,11 @@ def fit(model: nn.Module, train_set: Dataset, sample_weights: np.ndarray,
                                f"batch_size={saved.get('batch_size')}, average_last={saved.get('average_last', 0)}; "
                                "resume with the same values (the learning-rate schedule and the average depend on "
                                "them) or start a new run in another --out folder")
-        trainable.load_state_dict(state["trainable"])
+        try:
+            trainable.load_state_dict(state["trainable"])
+        except RuntimeError as exc:  # another architecture or label set: size mismatches
+            raise EdgeSDKError(f"{last} was written for another model ({str(exc).splitlines()[0]}...); resume with the "
+                               "recipe that wrote it, or start a new run in another --out folder") from None
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         scaler.load_state_dict(state["scaler"])

@@ -5,10 +5,14 @@ import asyncio
 import json
 import sys
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import AsyncIterator
 
 from edge_sdk.sources import EcgSource, ReplaySource, SourceEvent
 from edge_sdk.stream import EcgStream, Prediction
+
+#: file types of the session picture (``--report``), as matplotlib writes them
+REPORT_FORMATS = (".png", ".svg", ".pdf")
 
 
 def format_prediction(p: Prediction, t0: float) -> str:
@@ -118,11 +122,18 @@ def run_stream(a) -> EcgStream | None:
     predictions: list[Prediction] = []
     report = getattr(a, "report", None)
     if report:  # checked before the session, not after hours of it
-        from edge_sdk.outputs import check_new_file, make_parent
+        from edge_sdk.errors import ConfigError
+        from edge_sdk.outputs import check_new_file, check_writable_parent
 
+        if Path(report).suffix.lower() not in REPORT_FORMATS:
+            raise ConfigError(f"--report {report}: the picture is written as {', '.join(REPORT_FORMATS)}; end the "
+                              "file name with one of them")
+        if a.save and Path(a.save).suffix.lower() != ".csv":
+            raise ConfigError(f"--save {a.save}: recordings are CSV files, and --report reads the recording back; "
+                              "end the file name with .csv")
         check_new_file(report, a.force, "session report")
         check_new_file(f"{report}.json", a.force, "session report data")
-        make_parent(report, "session report")
+        check_writable_parent(report, "session report")
     record_to, tmp = a.save, None
     if report and not record_to:  # the report draws the received samples: record them to a temporary file
         import tempfile

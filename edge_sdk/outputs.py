@@ -49,6 +49,15 @@ def make_parent(path: str | Path, what: str = "output") -> Path:
     return p
 
 
+def check_writable_parent(path: str | Path, what: str = "output") -> Path:
+    """:func:`make_parent`, then :class:`OutputPathError` unless this process may write in that folder: checked
+    before a long job, not found out when it writes its result."""
+    p = make_parent(path, what)
+    if not os.access(p.parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot write {what} {p}: no permission in {p.parent}; choose another path")
+    return p
+
+
 def open_new_file(path: str | Path, what: str = "output", **kwargs):
     """``open(path, 'w', **kwargs)`` after :func:`make_parent`, with :class:`OutputPathError` for an OSError."""
     p = make_parent(path, what)

@@ -41,8 +41,12 @@ def rebuild(configs: str | Path, stages: Sequence[str] = DEFAULT_STAGES, force: 
     recipes = {"teacher": TeacherRecipe, "student": DistillRecipe, "bundle": QuantizeRecipe}
     loaded = {s: recipes[s].from_file(p) for s, p in paths.items()}  # every file is checked before any work
     second, ensemble = (TeacherRecipe.from_file(extra[0]), EnsembleRecipe.from_file(extra[1])) if extra else (None, None)
-    if readme is not None and BEGIN not in Path(readme).read_text(encoding="utf-8"):
-        raise ConfigError(f"{readme} has no '{BEGIN}' marker for the result tables")
+    if readme is not None:
+        if not Path(readme).is_file():
+            raise ConfigError(f"--readme {readme} is not a file; give the README whose result tables to rewrite")
+        if BEGIN not in Path(readme).read_text(encoding="utf-8"):
+            raise ConfigError(f"{readme} has no '{BEGIN}' marker for the result tables")
+    check_stage_outputs(loaded, second, ensemble, force)  # a late stage's refusal must not come after hours
     results = {}
     if "teacher" in loaded:
         log(f"[rebuild] teacher from {paths['teacher']}")
@@ -64,3 +68,27 @@ def rebuild(configs: str | Path, stages: Sequence[str] = DEFAULT_STAGES, force: 
             changed = update_readme(readme, results["bundle"], str(shown))
             log(f"[rebuild] result tables in {readme} {'rewritten' if changed else 'unchanged'}")
     return results
+
+
+def check_stage_outputs(loaded: dict, second=None, ensemble=None, force: bool = False) -> None:
+    """Every output the stages in ``loaded`` (stage -> recipe) will write is free (or ``force``), checked
+    before the first stage starts: :class:`~edge_sdk.errors.OutputExistsError` or
+    :class:`~edge_sdk.errors.OutputPathError` otherwise."""
+    from distill.trainer import check_training_outputs
+    from edge_sdk.outputs import check_new_dir, check_new_file
+
+    for recipe in ([loaded["teacher"], second] if "teacher" in loaded else []):
+        out = Path(recipe.out)
+        check_training_outputs(out, out.parent / "teacher_run", force, False, "teacher checkpoint")
+    if "teacher" in loaded and ensemble is not None:
+        check_new_file(ensemble.out, force, "teacher ensemble file")
+    if "student" in loaded and loaded["student"].out:
+        out = Path(loaded["student"].out)
+        check_training_outputs(out, out.parent / f"{out.stem}_run", force, False, "student checkpoint")
+    if "bundle" in loaded and loaded["bundle"].out:
+        bundle = loaded["bundle"]
+        check_new_dir(bundle.out, force, "bundle folder")
+        if bundle.qat_epochs > 0:
+            out = Path(bundle.out)
+            check_new_file(Path(bundle.qat_out) if bundle.qat_out else out.parent / f"{out.name}_student_qat.pth",
+                           force, "QAT student checkpoint")

@@ -21,7 +21,7 @@ from distill.errors import CheckpointError
 from distill.recipe import read_recipe_file
 from distill.record_rule_fit import check_record_rule, check_record_rule_data
 from edge_sdk.errors import ConfigError, DatasetError, EdgeSDKError
-from edge_sdk.outputs import check_new_dir, check_new_file, new_run_dir
+from edge_sdk.outputs import check_new_dir, check_new_file, check_writable_parent, new_run_dir
 from edge_sdk.paths import datasets_available
 
 from .build import build_bundle
@@ -168,8 +168,10 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         out = new_run_dir("quantize") / "bundle"
     qat_out = Path(recipe.qat_out) if recipe.qat_out else out.parent / f"{out.name}_student_qat.pth"
     check_new_dir(out, force, "bundle folder")
+    check_writable_parent(out, "bundle folder")
     if recipe.qat_epochs > 0:
         check_new_file(qat_out, force, "QAT student checkpoint")
+        check_writable_parent(qat_out, "QAT student checkpoint")
         if qat_out.resolve() == student_path.resolve():
             raise EdgeSDKError(f"qat_out {qat_out} is the student itself; choose another path")
     n_out = len(s_ckpt["state_dict"]["head.bias"]) if "head.bias" in s_ckpt["state_dict"] else None

@@ -188,6 +188,10 @@ def test_stream_command_checks_report_threads_and_rate_before_streaming(shared, 
     for extra, match in [(["--report", str(tmp_path / "afile" / "r.png")], "cannot create the folder"),
                          (["--save", str(tmp_path / "afile" / "r.csv")], "cannot create the folder"),
                          (["--threads", "100000"], "threads must be"),
+                         (["--report", str(tmp_path / "r.txt")], "end the file name with one of them"),
+                         (["--report", str(tmp_path / "r.png"), "--save", str(tmp_path / "r.png.json")],
+                          "recordings are CSV files"),
+                         (["--save", str(tmp_path / "r.txt")], "end the file name with .csv"),
                          (["--fs", "500"], "states its own sample rate, 300 Hz")]:
         assert main(_stream_args(bundle_dir, "--replay", a00001, *extra)) == 2, extra
         assert match in capsys.readouterr().err

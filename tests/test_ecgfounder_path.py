@@ -169,9 +169,38 @@ def test_outputs_are_never_overwritten_without_force(pipeline, official, user_re
     assert main(["quantize", "--student", str(student), "--records", *user_records[0], "--out", str(mine),
                  "--no-tflite"]) == 2
     assert "--force" in capsys.readouterr().err and (mine / "precious.txt").read_text() == "keep"
+    # a bundle folder that cannot be created is refused before the data are read
+    (tmp_path / "afile").write_text("x")
+    assert main(["quantize", "--student", str(student), "--records", *user_records[0], "--out",
+                 str(tmp_path / "afile" / "bundle"), "--no-tflite"]) == 2
+    assert "cannot create the folder" in capsys.readouterr().err
     # a bad input with --force: the folder is untouched since inputs are checked before anything is removed
     assert main(["quantize", "--student", str(tmp_path / "missing.pth"), "--out", str(mine), "--force"]) == 2
     assert (mine / "precious.txt").read_text() == "keep"
     assert main(["distill", "--teacher", str(official[0]), "--teacher-config", str(official[1]),
                  "--out", str(student), "--records", *user_records[0][:2]]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_run_never_writes_over_its_neighbours_or_resumes_from_nothing(official, user_records, tmp_path, capsys):
+    """The history file and the run folder beside a checkpoint belong to the user too; --resume without a
+    state used to start afresh and replace a file that was not a checkpoint; a path that cannot be created
+    used to fail after the training data were read."""
+    args = ["distill", "--teacher", str(official[0]), "--teacher-config", str(official[1]), "--labels",
+            ",".join(LABELS), "--records", *user_records[0][:2], "--no-hard-labels", "--epochs", "1"]
+    d = tmp_path / "u"
+    (d / "student_run").mkdir(parents=True)
+    (d / "student_run" / "last.pt").write_text("precious")
+    (d / "student.history.json").write_text("precious")
+    assert main([*args, "--out", str(d / "student.pth")]) == 2
+    assert "student.history.json already exists" in capsys.readouterr().err
+    (d / "student.history.json").unlink()
+    assert main([*args, "--out", str(d / "student.pth")]) == 2
+    assert "training run folder" in capsys.readouterr().err and (d / "student_run" / "last.pt").read_text() == "precious"
+    (d / "mine.pth").write_text("precious")
+    assert main([*args, "--out", str(d / "mine.pth"), "--resume"]) == 2
+    assert "no " in capsys.readouterr().err and (d / "mine.pth").read_text() == "precious"
+    assert main([*args, "--out", str(d / "student.pth"), "--resume"]) == 2  # last.pt is not a training state
+    assert "cannot be read" in capsys.readouterr().err
+    assert main([*args, "--out", str(d / "mine.pth" / "student.pth")]) == 2  # a file as the folder
+    assert "cannot create the folder" in capsys.readouterr().err

@@ -36,6 +36,25 @@ def test_rebuild_checks_every_recipe_before_any_work(tmp_path):
         rebuild(tmp_path, ["teacher"])
 
 
+def test_rebuild_checks_every_stage_output_before_the_first_stage(tmp_path):
+    """A bundle folder that holds something used to be refused only after the student had trained."""
+    from edge_sdk.errors import OutputExistsError
+
+    student = json.loads((ROOT / "configs" / "default_student.json").read_text())
+    student["out"] = str(tmp_path / "new" / "student.pth")
+    (tmp_path / "default_student.json").write_text(json.dumps(student))
+    bundle = json.loads((ROOT / "configs" / "default_bundle.json").read_text())
+    bundle["out"] = str(tmp_path / "mine")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.txt").write_text("keep")
+    (tmp_path / "default_bundle.json").write_text(json.dumps(bundle))
+    with pytest.raises(ConfigError, match="not a file"):
+        rebuild(tmp_path, ["student", "bundle"], readme=tmp_path / "missing.md")
+    with pytest.raises(OutputExistsError, match="bundle folder"):
+        rebuild(tmp_path, ["student", "bundle"])
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
 def test_readme_tables_are_the_committed_cards_numbers(bundle_dir, tmp_path):
     card = json.loads((bundle_dir / "model_card.json").read_text())
     md = results_markdown(card)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OutputPathError
+from ..errors import ConfigError, OutputPathError
 from ..outputs import check_new_file, open_new_file
 from ..sources.base import EcgChunk, SourceEvent
 
@@ -25,6 +25,9 @@ class Recorder:
     (:class:`~edge_sdk.errors.OutputExistsError`) unless ``overwrite``."""
 
     def __init__(self, path: str | Path, overwrite: bool = False):
+        if Path(path).suffix.lower() != ".csv":
+            raise ConfigError(f"recording {path}: a recording is a CSV file that read_record and ReplaySource read "
+                              "back by its .csv name; end the file name with .csv")
         self.path = check_new_file(path, overwrite, "recording")
         events = check_new_file(self.path.with_suffix(self.path.suffix + ".events.jsonl"), overwrite,
                                 "events file of the recording")
