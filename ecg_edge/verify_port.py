@@ -8,6 +8,9 @@ A dump (format ``ecg-edge/port-dump`` v1, documented in the bundle README) is JS
 
 or a ``.npz`` with arrays ``<vector>.<stage>`` and ``<vector>.output.<model file>``. Each stage passes when
 its largest absolute difference from the expected array is within the card's tolerance for that stage.
+Stages a port does not compute may be left out ("not dumped"), but the port passes only when every
+conformance vector has at least one model output that passes; a stage or output name the bundle does not
+have (a misspelling) is a failure, as is a value that is not a number.
 
 A bundle with a logistic record rule also checks the port's record rule on the card's worked example
 (``record_rule.example``): the dump's top-level ``"record_rule": {"features": [...], "scores": [...]}`` (npz:
@@ -17,6 +20,7 @@ order) the port computes from the example's window probabilities, within :data:`
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from edge_sdk.bundle import load_bundle
 from edge_sdk.errors import EdgeSDKError
 
 DUMP_FORMAT = "ecg-edge/port-dump"
+DUMP_VERSION = 1
 #: Absolute tolerance on the record rule's features and scores: float64 sums in another order differ by ~1e-15.
 RECORD_RULE_TOLERANCE = 1e-9
 #: The "vector" name under which the record rule's check is reported.
@@ -36,7 +41,7 @@ RECORD_RULE_VECTOR = "record_rule"
 class StageResult:
     vector: str
     stage: str
-    status: str  # "pass", "fail", "missing" (not in the dump), "shape" (wrong length)
+    status: str  # "pass", "fail", "missing" (not in the dump), "shape" (wrong length), "unknown" (no such stage)
     max_abs_diff: float | None = None
     at_index: int | None = None
     expected: float | None = None
@@ -54,14 +59,21 @@ class PortReport:
 
     @property
     def failed(self) -> list[StageResult]:
-        return [r for r in self.results if r.status in ("fail", "shape")]
+        return [r for r in self.results if r.status in ("fail", "shape", "unknown")]
+
+    @property
+    def vectors_without_output(self) -> list[str]:
+        """Conformance vectors for which no model output passed (the port proved nothing on them)."""
+        vectors = dict.fromkeys(r.vector for r in self.results if r.stage.startswith("output "))
+        return [v for v in vectors if not any(r.vector == v and r.stage.startswith("output ") and r.status == "pass"
+                                              for r in self.results)]
 
     @property
     def ok(self) -> bool:
-        return not self.failed and any(r.status == "pass" for r in self.results)
+        return not self.failed and not self.vectors_without_output and any(r.status == "pass" for r in self.results)
 
     def first_divergence(self, vector: str) -> StageResult | None:
-        return next((r for r in self.results if r.vector == vector and r.status in ("fail", "shape")), None)
+        return next((r for r in self.results if r.vector == vector and r.status in ("fail", "shape", "unknown")), None)
 
     def to_dict(self) -> dict:
         return {"bundle": self.bundle, "dump": self.dump, "port": self.port, "ok": self.ok,
@@ -75,7 +87,7 @@ class PortReport:
             for r in (r for r in self.results if r.vector == v):
                 if r.status == "missing":
                     lines.append(f"  {r.stage:<38} not dumped")
-                elif r.status == "shape":
+                elif r.status in ("shape", "unknown"):
                     lines.append(f"  {r.stage:<38} FAIL  {r.detail}")
                 else:
                     word = "PASS" if r.status == "pass" else "FAIL"
@@ -87,7 +99,9 @@ class PortReport:
         n_pass = sum(r.status == "pass" for r in self.results)
         n_missing = sum(r.status == "missing" for r in self.results)
         lines.append(f"{'PASS' if self.ok else 'FAIL'}: {n_pass} stages pass, {len(self.failed)} fail, "
-                     f"{n_missing} not dumped")
+                     f"{n_missing} not dumped"
+                     + (f"; no model output passed for vectors {self.vectors_without_output} (a port proves itself "
+                        "on the model outputs: dump at least one per vector)" if self.vectors_without_output else ""))
         return "\n".join(lines)
 
 
@@ -101,7 +115,7 @@ def read_dump(path: str | Path) -> tuple[str, dict[str, dict], dict]:
         vectors: dict[str, dict] = {}
         try:
             loaded = np.load(p, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise EdgeSDKError(f"port dump {p} is not a readable .npz of numeric arrays ({type(e).__name__}: {e}); "
                                "write it with numpy.savez (no object arrays) as the bundle README shows") from None
         if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -118,7 +132,7 @@ def read_dump(path: str | Path) -> tuple[str, dict[str, dict], dict]:
                         d["outputs"][rest[len("output."):]] = z[key]
                     else:
                         d[rest] = z[key]
-        except (ValueError, OSError, EOFError) as e:  # an object array, a damaged member
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # an object array, a damaged member
             raise EdgeSDKError(f"port dump {p}: an array cannot be read ({type(e).__name__}: {e}); store numeric "
                                "arrays only (numpy.savez without object arrays)") from None
         rule = vectors.pop(RECORD_RULE_VECTOR, {})
@@ -131,6 +145,9 @@ def read_dump(path: str | Path) -> tuple[str, dict[str, dict], dict]:
     if not isinstance(data, dict) or data.get("format") != DUMP_FORMAT or not isinstance(data.get("vectors"), dict):
         raise EdgeSDKError(f"port dump {p}: expected {{\"format\": \"{DUMP_FORMAT}\", \"version\": 1, \"vectors\": "
                            "{...}}; see the bundle README")
+    if data.get("version") != DUMP_VERSION:
+        raise EdgeSDKError(f"port dump {p} is version {data.get('version')!r}; this ecg-edge reads version "
+                           f"{DUMP_VERSION} (see the bundle README)")
     rule = data.get(RECORD_RULE_VECTOR) or {}
     if not isinstance(rule, dict):
         raise EdgeSDKError(f"port dump {p}: \"{RECORD_RULE_VECTOR}\" must be an object with \"features\" and "
@@ -146,7 +163,10 @@ def _compare(vector: str, stage: str, expected: np.ndarray, got, tol: float) -> 
     if got is None:
         return StageResult(vector, stage, "missing", tolerance=tol)
     try:
-        g = np.asarray(got, np.float64).reshape(-1)
+        raw = np.asarray(got)
+        if raw.dtype.kind not in "fiu":  # text that looks like numbers, objects, booleans
+            raise TypeError(raw.dtype)
+        g = raw.astype(np.float64).reshape(-1)
     except (TypeError, ValueError):
         return StageResult(vector, stage, "shape", tolerance=tol, detail="not an array of numbers")
     e = np.asarray(expected, np.float64).reshape(-1)
@@ -172,10 +192,17 @@ def verify_port(bundle: str | Path, dump: str | Path) -> PortReport:
     if unknown:
         raise EdgeSDKError(f"port dump {dump} has vectors {unknown} that the bundle does not; it has "
                            f"{[v['id'] for v in conf['vectors']]}")
+    stage_names = {s["name"] for s in conf["stages"]}
     with np.load(b.root / conf["file"]) as z:
         for v in conf["vectors"]:
             vid = v["id"]
             d = got.get(vid) or {}
+            for extra in sorted(set(d) - stage_names - {"outputs"}):
+                report.results.append(StageResult(vid, extra, "unknown", detail=(
+                    f"not a stage of this bundle (stages: {', '.join(sorted(stage_names))})")))
+            for extra in sorted(set(d.get("outputs") or {}) - set(conf["outputs"])):
+                report.results.append(StageResult(vid, f"output {extra}", "unknown", detail=(
+                    f"not a model file of this bundle (files: {', '.join(conf['outputs'])})")))
             for s in conf["stages"]:
                 if s["tolerance_abs"] is None:
                     continue

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_sdk.bundle import CARD_SCHEMA_VERSION, card_schema, load_bundle
-from edge_sdk.errors import BundleError
+from edge_sdk.errors import BundleError, EdgeSDKError
 from edge_sdk.inference import open_backend
 from edge_sdk.windowing import record_windows
 
@@ -167,6 +167,34 @@ def test_verify_port_says_where_a_broken_port_diverges(bundle_dir, tmp_path):
     assert status[("record_rule", "scores")] == "pass" and status[("record_rule", "features")] == "missing"
 
 
+def test_verify_port_fails_incomplete_misnamed_or_textual_dumps(bundle_dir, tmp_path):
+    """Each used to PASS: a dump without vectors, a misspelled stage or file name, numbers written as text."""
+    from ecg_edge.verify_port import verify_port
+
+    dump = tmp_path / "good.json"
+    _run_port(bundle_dir, dump)
+    good = json.loads(dump.read_text())
+
+    def check(edit) -> "object":
+        d = json.loads(json.dumps(good))
+        edit(d)
+        (tmp_path / "d.json").write_text(json.dumps(d))
+        return verify_port(bundle_dir, tmp_path / "d.json")
+
+    rep = check(lambda d: d.update(vectors={}))
+    assert not rep.ok and rep.vectors_without_output and "no model output passed" in rep.text()
+    rep = check(lambda d: d["vectors"]["af"].update(preprocesed=d["vectors"]["af"].pop("preprocessed")))
+    assert not rep.ok and any(r.status == "unknown" and r.stage == "preprocesed" for r in rep.results)
+    rep = check(lambda d: d["vectors"]["af"]["outputs"].update(
+        {"student_int8.onx": d["vectors"]["af"]["outputs"].pop("student_int8.onnx")}))
+    assert not rep.ok and any(r.status == "unknown" and r.stage == "output student_int8.onx" for r in rep.results)
+    rep = check(lambda d: d["vectors"]["af"].update(preprocessed=[str(v) for v in d["vectors"]["af"]["preprocessed"]]))
+    assert not rep.ok and any(r.stage == "preprocessed" and r.status == "shape" for r in rep.results)
+    with pytest.raises(EdgeSDKError, match="version 99"):
+        check(lambda d: d.update(version=99))
+    assert check(lambda d: None).ok  # the unedited dump still passes
+
+
 @pytest.mark.parametrize("name, write", [
     ("list.json", lambda p: p.write_text(json.dumps({"format": "ecg-edge/port-dump", "version": 1,
                                                       "vectors": {"normal": [1, 2, 3]}}))),
@@ -175,6 +203,8 @@ def test_verify_port_says_where_a_broken_port_diverges(bundle_dir, tmp_path):
     ("npy.npz", lambda p: (np.save(p.with_suffix(".npy"), np.zeros(3)), p.with_suffix(".npy").rename(p))),
     ("text.npz", lambda p: p.write_text("not an archive")),
     ("object.npz", lambda p: np.savez(p, **{"normal.preprocessed": np.array([None], dtype=object)})),
+    ("truncated.npz", lambda p: (np.savez(p, **{"normal.preprocessed": np.zeros(5000)}),
+                                 p.write_bytes(p.read_bytes()[:300]))),
 ])
 def test_verify_port_names_a_malformed_dump(bundle_dir, tmp_path, capsys, name, write):
     from ecg_edge.cli import main
