@@ -49,7 +49,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             obj = {"state_dict": obj}
         else:
-            raise CheckpointError(f"{p} has keys {sorted(obj)[:8]} but no 'state_dict'")
+            raise CheckpointError(f"{p} has keys {sorted(map(str, obj))[:8]} but no 'state_dict'")
+    _check_tensors(obj["state_dict"], p)
+    for key, kind in (("meta", dict), ("labels", list)):
+        if obj.get(key) is not None and not isinstance(obj[key], kind):
+            raise CheckpointError(f"{p}: '{key}' is a {type(obj[key]).__name__}, expected a {kind.__name__} (or "
+                                  f"none); the checkpoint was not written by this SDK or the official code: save "
+                                  "{'state_dict': model.state_dict()} alone")
     obj["state_dict"] = _strip_prefix(obj["state_dict"])
     return obj
 
@@ -84,7 +90,6 @@ def load_net1d(path: str | Path, config: Net1DConfig | dict | None = None) -> tu
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:
         raise CheckpointError(f"Net1D config for {path} is not usable ({e.__class__.__name__}: {e}); pass the "
                               "config the checkpoint was trained with (--teacher-config JSON)") from e
-    _check_tensors(ckpt["state_dict"], path)
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as e:
@@ -148,7 +153,6 @@ def student_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> nn.Module
     except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: student config {ckpt.get('config')!r} is not usable "
                               f"({e.__class__.__name__}: {e})") from e
-    _check_tensors(ckpt["state_dict"], path)
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as e:

@@ -41,6 +41,9 @@ def checkpoint_label_table(ckpt: Mapping[str, Any], n_outputs: int, names: Seque
     elif isinstance(stored, list) and stored and all(isinstance(s, str) for s in stored):
         # this project's first checkpoint format: names, activation in meta, vocabulary index by name
         table = LabelTable.from_names(stored, meta.get("activation", "softmax"))
+    elif stored not in (None, []):
+        raise LabelError(f"{where} stores labels {str(stored)[:80]!r}, neither label names nor a label table; give the "
+                         "names with --teacher-labels (\"NAME1,NAME2,...\" or @file, in output order)")
     elif n_outputs == len(ecgfounder_labels()):
         return LabelTable.ecgfounder()  # official ECGFounder checkpoint: tasks.txt order, sigmoid
     else:

@@ -140,6 +140,28 @@ def test_checkpoints_with_nan_weights_or_bad_config_are_named_errors(tmp_path, m
         load_net1d(models_dir / "reference_teacher.pth", {"filter_list": "x"})
 
 
+def test_checkpoint_contents_of_the_wrong_kind_are_named_errors(tmp_path, shared):
+    """A state_dict that is a list, meta that is a string, labels that are a string: were AttributeErrors or
+    silently ignored (the 150 tasks.txt names used instead)."""
+    from distill.checkpoint import load_net1d, read_net1d_config
+    from distill.distiller import load_teacher
+    from edge_sdk.errors import LabelError
+
+    ref = shared / "reference"
+    official = torch.load(ref / "net1d_small_checkpoint.pth", weights_only=True)
+    config = read_net1d_config(ref / "net1d_small_config.json")
+    for name, obj, error, match in [
+        ("list.pth", {"state_dict": [1, 2, 3]}, CheckpointError, "must map parameter names to tensors"),
+        ("meta.pth", {**official, "meta": "x"}, CheckpointError, "'meta' is a str"),
+        ("labels.pth", {**official, "labels": "foo"}, CheckpointError, "'labels' is a str"),
+        ("names.pth", {**official, "labels": [1, 2]}, LabelError, "neither label names nor a label table"),
+    ]:
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(error, match=match):
+            load_teacher(tmp_path / name, config)
+    assert load_net1d(ref / "net1d_small_checkpoint.pth", config)[0] is not None
+
+
 def test_the_cards_resampling_method_is_read(long_record, bundle_dir, tmp_path):
     import json
     import shutil
