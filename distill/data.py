@@ -16,15 +16,15 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from edge_sdk.datasets import CINC2017_CLASSES, Cinc2017, split_records
-from edge_sdk.errors import DatasetError, LabelError
+from edge_sdk.errors import ConfigError, DatasetError, LabelError
 from edge_sdk.preprocessing import DEFAULT_CONFIG
 from edge_sdk.records import read_record, read_wfdb
 from edge_sdk.windowing import record_windows
@@ -272,6 +272,24 @@ class DataSpec:
     fs_hz: float | None = None
     limit: int | None = None
     chest_lead: dict | None = None
+
+    RANGES: ClassVar[dict] = {"fs_hz": (0, None, "> 0 Hz"), "limit": (1, None, ">= 1 (null: every record)")}
+
+    def __post_init__(self) -> None:
+        from .recipe import check_recipe_fields
+
+        check_recipe_fields(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None, where: str = "data") -> "DataSpec":
+        """A spec from a recipe's ``data`` dict; :class:`ConfigError` for unknown keys or values of the wrong
+        type, before any record is read."""
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**d)
 
     @property
     def is_cinc2017(self) -> bool:

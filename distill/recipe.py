@@ -9,14 +9,71 @@ recipe is stored in the student checkpoint (``meta["recipe"]``), so a checkpoint
 from __future__ import annotations
 
 import json
+import math
 import os
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from edge_sdk.errors import ConfigError, DatasetError
 
 R = TypeVar("R")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON-loaded ``value`` fits the type ``hint`` of a recipe field (bool is not a number; a float
+    field takes ints; NaN and infinity are not numbers here)."""
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is dict or origin is dict:
+        return isinstance(value, dict)
+    if hint is list or origin is list:
+        args = typing.get_args(hint)
+        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    """The type of a recipe field in words: ``list[str] | None`` -> 'a list of strings or null'."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is list or hint is list:
+        args = typing.get_args(hint)
+        return f"a list of {_type_name(args[0]).split(' ', 1)[1]}s" if args else "a list"
+    return {type(None): "null", bool: "true or false", int: "a whole number", float: "a finite number",
+            str: "a string", dict: "a dict"}.get(hint, str(hint))
+
+
+def check_recipe_fields(recipe: Any) -> None:
+    """:class:`ConfigError` for a field of a recipe dataclass whose value does not fit its annotation, or is
+    outside the range the class states in ``RANGES`` (field -> (low, high, what); None: unbounded; the low
+    end excluded when ``what`` starts "> " or "in ("). Runs before any data is read."""
+    hints = typing.get_type_hints(type(recipe))
+    for f in fields(recipe):
+        value = getattr(recipe, f.name)
+        if not _matches(value, hints[f.name]):
+            raise ConfigError(f"{type(recipe).__name__}: {f.name} is {_type_name(hints[f.name])}, not {value!r}")
+    for name, (low, high, what) in getattr(recipe, "RANGES", {}).items():
+        value = getattr(recipe, name)
+        if value is None:
+            continue
+        exclusive = what.startswith("> ") or what.startswith("in (")
+        if (low is not None and (value <= low if exclusive else value < low)) or \
+                (high is not None and value > high):
+            raise ConfigError(f"{type(recipe).__name__}: {name} must be {what}, got {value!r}")
 
 
 def read_recipe_file(cls: type[R], path: str | Path, path_keys: tuple[str, ...], overrides: dict[str, Any]) -> R:
@@ -90,6 +147,16 @@ class DistillRecipe:
     device: str = "auto"
     seed: int = 0
 
+    RANGES: ClassVar[dict] = {"train_hop": (0, None, "> 0 seconds"), "lr": (0, None, "> 0"),
+                              "temperature": (0, None, "> 0"), "alpha": (0, 1, "in [0, 1]"),
+                              "hint_weight": (0, None, ">= 0"), "seed": (0, None, ">= 0")}
+
+    def __post_init__(self) -> None:
+        from .data import DataSpec
+
+        check_recipe_fields(self)
+        DataSpec.from_dict(self.data, f"{type(self).__name__} data")
+
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "DistillRecipe":
         return read_recipe_file(cls, path, ("teacher", "out"), overrides)
@@ -109,7 +176,7 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
     from .distiller import DistillConfig, distill, load_teacher, select_student_labels
     from .trainer import TrainConfig, check_training_outputs, check_training_sizes
 
-    spec = DataSpec(**recipe.data)
+    spec = DataSpec.from_dict(recipe.data)
     out = Path(recipe.out) if recipe.out else None
     if out is None:  # every torchrun rank must agree on the folder: rank 0's start time via the env
         stamp = os.environ.get("TORCHELASTIC_RUN_ID")

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,13 @@ class TeacherRecipe:
     device: str = "auto"
     seed: int = 0
     augment: dict | None = None
+
+    RANGES: ClassVar[dict] = {"lr": (0, None, "> 0"), "seed": (0, None, ">= 0")}
+
+    def __post_init__(self) -> None:
+        from .recipe import check_recipe_fields
+
+        check_recipe_fields(self)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TeacherRecipe":

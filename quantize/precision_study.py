@@ -175,7 +175,7 @@ def bundle_windows(card: dict, limit: int | None = None, n_calibration: int = 25
     recipe = card.get("recipe") or {}
     input_range = card_input_range(card)
     val = cinc2017_windows("val", limit=limit).x.astype(np.float32)
-    train = load_split(DataSpec(**(recipe.get("data") or {})), "train")
+    train = load_split(DataSpec.from_dict(recipe.get("data")), "train")
     calib = clip_input(sample_calibration(train, recipe.get("calibration_windows", n_calibration),
                                           recipe.get("seed", 0)), input_range)
     return val, train, calib, input_range

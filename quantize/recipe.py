@@ -18,7 +18,7 @@ from distill.distiller import Teacher, load_teacher, teacher_targets
 from distill.checkpoint import find_recorded_checkpoint, read_checkpoint, student_from_checkpoint
 from distill.labels import checkpoint_label_table, hard_targets
 from distill.errors import CheckpointError
-from distill.recipe import read_recipe_file
+from distill.recipe import check_recipe_fields, read_recipe_file
 from distill.record_rule_fit import check_record_rule, check_record_rule_data
 from edge_sdk.errors import ConfigError, DatasetError, EdgeSDKError
 from edge_sdk.outputs import check_new_dir, check_new_file, check_writable_parent, new_run_dir
@@ -64,6 +64,16 @@ class QuantizeRecipe:
     include_teacher: bool = False
     hop_seconds: float = 5.0
     seed: int = 0
+
+    RANGES: ClassVar[dict] = {"calibration_windows": (1, None, ">= 1"),
+                              "qat_epochs": (0, None, ">= 0"), "qat_self_weight": (0, None, ">= 0"),
+                              "qat_samples_per_epoch": (1, None, ">= 1"), "precision_target": (0, 1, "in (0, 1]"),
+                              "precision_train_windows": (0, None, ">= 0"), "hop_seconds": (0, None, "> 0 seconds"),
+                              "seed": (0, None, ">= 0")}
+
+    def __post_init__(self) -> None:
+        check_recipe_fields(self)
+        DataSpec.from_dict(self.data, f"{type(self).__name__} data")
 
     #: Keys of older recipes, and what replaced them.
     RENAMED_KEYS: ClassVar[dict[str, str]] = {
@@ -180,7 +190,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     teacher, teacher_note = resolve_teacher(recipe, s_ckpt, student_path)
     if teacher is not None:
         teacher.labels.indices(table.names)
-    spec = DataSpec(**recipe.data)
+    spec = DataSpec.from_dict(recipe.data)
     log(f"data: {spec.describe()}; teacher: {teacher_note}")
     train = load_split(spec, "train")
     val = load_split(spec, "val")

@@ -48,7 +48,8 @@ def test_record_changes_count_records_whose_mean_top_label_moves(records, seed):
 
 def test_qat_seeds_are_checked_before_any_work(tmp_path, models_dir):
     for bad, match in [(dict(qat_seeds=[0, 0]), "lists a seed twice"), (dict(qat_seeds=[]), "list of integer seeds"),
-                       (dict(qat_seeds="0,1"), "list of integer seeds"), (dict(qat_seeds=[0, True]), "integer seeds"),
+                       (dict(qat_seeds="0,1"), "qat_seeds is a list of whole numbers"),
+                       (dict(qat_seeds=[0, True]), "qat_seeds is a list of whole numbers"),
                        (dict(qat_seeds=[0, 1], qat_epochs=0), "set qat_epochs > 0 or give one seed")]:
         with pytest.raises(ConfigError, match=match):
             run_recipe(QuantizeRecipe(student=str(models_dir / "student.pth"), out=str(tmp_path / "b"), **bad),

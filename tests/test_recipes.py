@@ -135,3 +135,27 @@ def test_chest_lead_training_windows_are_real_labeled_and_time_scaled(mitdb, cin
     val = load_split(DataSpec(limit=30, chest_lead={"teacher_weight": 0.0}), "val")
     assert train.teacher_weight is not None and (train.teacher_weight == 0).sum() == len(one)
     assert val.teacher_weight is None and "MIT-BIH" not in val.description
+
+
+@pytest.mark.parametrize("cls, key, bad, match", [
+    ("distill", "lr", "fast", "lr is a finite number"), ("distill", "lr", -1.0, "lr must be > 0"),
+    ("distill", "lr", float("inf"), "lr is a finite number"), ("distill", "temperature", 0, "temperature must be > 0"),
+    ("distill", "alpha", 2, r"alpha must be in \[0, 1\]"), ("distill", "hard_labels", "no", "hard_labels is true or false"),
+    ("distill", "seed", -5, "seed must be >= 0"), ("distill", "labels", [1, 2], "labels is a list of strings"),
+    ("distill", "teacher", 5, "teacher is a string"), ("distill", "data", {"bogus": 1}, "unknown keys"),
+    ("distill", "data", {"limit": 0}, "limit must be >= 1"), ("teacher", "lr", -1, "lr must be > 0"),
+    ("quantize", "qat_epochs", "4", "qat_epochs is a whole number"), ("quantize", "qat_epochs", -3, "qat_epochs must be >= 0"),
+    ("quantize", "tflite", "no", "tflite is true or false"), ("quantize", "hop_seconds", 0, "hop_seconds must be > 0"),
+    ("quantize", "qat_samples_per_epoch", 0, "qat_samples_per_epoch must be >= 1"),
+])
+def test_recipe_values_of_the_wrong_type_or_range_are_config_errors(tmp_path, cls, key, bad, match):
+    """Each of these used to run into a raw TypeError/ValueError after the data were loaded, or was taken
+    silently ("no" as true, a negative epoch count as post-training quantization)."""
+    from distill.teacher import TeacherRecipe
+
+    make = {"distill": DistillRecipe, "teacher": TeacherRecipe, "quantize": QuantizeRecipe}[cls]
+    base = {"student": "s.pth"} if cls == "quantize" else {}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({**base, key: bad}))
+    with pytest.raises(ConfigError, match=match):
+        make.from_file(path)

@@ -58,7 +58,7 @@ def teacher_targets_once(recipe_path: Path, device: str) -> None:
 
     r = DistillRecipe.from_file(recipe_path)
     teacher = load_teacher(r.teacher, r.teacher_config, r.teacher_labels)
-    spec = DataSpec(**r.data)
+    spec = DataSpec.from_dict(r.data)
     train = load_split(spec, "train", hop_s=r.train_hop)
     _teacher_targets_where_used(teacher, train, cache_dir(), device)
     val = load_split(spec, "val")
