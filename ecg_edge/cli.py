@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -564,15 +566,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum, _frame) -> None:
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) ends a command as Ctrl-C does: cleanup code runs (a
+    half-built bundle folder is removed, a recording is closed) instead of the process vanishing mid-write."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from edge_sdk.errors import EdgeSDKError
 
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return int(args.func(args) or 0)
     except EdgeSDKError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def parse_label_list(spec: str | Sequence[str]) -> list[str]:
             if not path.is_file():
                 raise LabelError(f"label file {path} not found; give names as \"A,B\" or @file with one name a line")
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
+                # utf-8-sig: a byte-order mark from a Windows editor is not part of the first name
+                lines = path.read_text(encoding="utf-8-sig").splitlines()
             except (OSError, UnicodeDecodeError) as e:
                 raise LabelError(f"label file {path} is not readable UTF-8 text ({e})") from e
             names = [line.split("#", 1)[0].strip() for line in lines]

@@ -177,15 +177,15 @@ def build_bundle(student_path: str | Path, out_dir: str | Path, calibration: np.
                       hop_seconds, calibration_method, float_ops, include_teacher, recipe, with_conformance,
                       chest, precision_target, record_rule, record_train, channel_equalization, plan_windows,
                       activation_bounds, input_clip)
-    except BaseException:
+        card["build_seconds"] = round(time.time() - t0, 1)
+        write_card(out, card)  # fills in sha256 and bytes, which the README lists
+        write_bundle_readme(out, card)
+        card["extras"][README_NAME] = {"kind": "readme"}
+        write_card(out, card)
+    except BaseException:  # also Ctrl-C and (through the CLI's handler) SIGTERM: no half-built folder is left
         import shutil
         shutil.rmtree(out, ignore_errors=True)
         raise
-    card["build_seconds"] = round(time.time() - t0, 1)
-    write_card(out, card)  # fills in sha256 and bytes, which the README lists
-    write_bundle_readme(out, card)
-    card["extras"][README_NAME] = {"kind": "readme"}
-    write_card(out, card)
     replace_dir(out, final)
     _log(f"bundle written to {final} in {card['build_seconds']} s")
     return card

@@ -41,6 +41,8 @@ def test_label_list_from_string_and_file(tmp_path):
     f = tmp_path / "labels.txt"
     f.write_text("ATRIAL FIBRILLATION\n# comment\nSINUS RHYTHM  # the other one\n\n")
     assert parse_label_list(f"@{f}") == ["ATRIAL FIBRILLATION", "SINUS RHYTHM"]
+    f.write_text("ATRIAL FIBRILLATION\nSINUS RHYTHM\n", encoding="utf-8-sig")  # a BOM (Notepad)
+    assert parse_label_list(f"@{f}") == ["ATRIAL FIBRILLATION", "SINUS RHYTHM"]
     with pytest.raises(LabelError, match="more than once"):
         parse_label_list("A,A")
     with pytest.raises(LabelError, match="not found"):

@@ -181,3 +181,24 @@ def test_the_cards_resampling_method_is_read(long_record, bundle_dir, tmp_path):
     (b / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(BundleError, match="uniform-linear"):
         EcgStream(ReplaySource(long_record, speed=0), b)
+
+
+def test_sigterm_during_a_bundle_build_leaves_no_half_built_folder(tmp_path, models_dir, monkeypatch):
+    """A killed quantize (SIGTERM from `timeout` or a scheduler) left `.bundle.partial-PID` with model files."""
+    import os
+    import signal
+
+    import quantize.build
+
+    def killed_mid_build(*args, **kwargs):
+        out = args[5]  # the staging folder
+        (out / "student_fp32.onnx").write_bytes(b"half written")
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the build")
+
+    monkeypatch.setattr(quantize.build, "_build", killed_mid_build)
+    with pytest.raises(SystemExit) as e:
+        main(["quantize", "--student", str(models_dir / "student_qat.pth"), "--qat-epochs", "0", "--limit", "3",
+              "--no-tflite", "--calibration-windows", "8", "--out", str(tmp_path / "bundle")])
+    assert e.value.code == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
