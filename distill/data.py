@@ -126,7 +126,10 @@ def cinc2017_cache_path(split: str, names: Sequence[str], hop_s: float) -> Path:
 
 def cinc2017_windows(split: str, hop_s: float = 5.0, ds: Cinc2017 | None = None, limit: int | None = None,
                      workers: int | None = None) -> WindowSet:
-    """Windows of one split (``train``/``val``/``test``) of Challenge 2017, cached on disk."""
+    """Windows of one split (``train``/``val``/``test``) of Challenge 2017, cached on disk. ``hop_s`` is checked
+    before the cache is looked up (a cache made with a bad hop is never served)."""
+    if isinstance(hop_s, bool) or not isinstance(hop_s, (int, float)) or not 0 < hop_s < float("inf"):
+        raise ConfigError(f"hop_s must be a positive number of seconds (e.g. 5), got {hop_s!r}")
     ds = ds or Cinc2017()
     names = cinc2017_split(ds)[split]
     if limit:
