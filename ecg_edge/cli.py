@@ -298,9 +298,12 @@ def _run_chest_cv(a) -> int:
 
 
 def _float_ops(text: str) -> list[str] | str:
-    """'conv0,conv1,head' -> ['conv0', 'conv1', 'head']; 'none' -> []; 'auto' -> 'auto'."""
+    """'conv0,conv1,head' -> ['conv0', 'conv1', 'head']; 'none' -> []; 'auto' -> 'auto'; '' is refused (write
+    'none' for no float part)."""
     from quantize.float_ops import parse_float_ops
 
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; give op ids such as conv0,head, 'none' (every part int8) or 'auto'")
     try:
         return parse_float_ops(text)
     except ValueError as e:
@@ -573,7 +576,13 @@ def _exit_on_sigterm(signum, _frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    empty = [k for k, v in vars(args).items()
+             if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and any(isinstance(x, str) and not x.strip()
+                                                                                   for x in v))]
+    if empty:  # "" would read as "not given": --labels "" as every output, --out "" as a new run folder
+        parser.error(f"empty value for --{empty[0].replace('_', '-')}; give a value or leave the option out")
     from edge_sdk.errors import EdgeSDKError
 
     previous = None

@@ -60,3 +60,13 @@ def test_named_errors_become_clear_messages(tmp_path, capsys):
     assert main(["quantize", "--student", str(tmp_path / "none.pth"), "--limit", "5", "--no-tflite",
                  "--out", str(tmp_path / "b")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["distill", "--labels", ""], ["distill", "--out", " "], ["stream", "--replay", ""],
+                                  ["quantize", "--float-ops", ""]])
+def test_an_empty_option_value_is_refused_not_read_as_absent(argv, capsys):
+    """--labels "" used to mean every teacher output, --out "" a new run folder."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and (f"empty value for {argv[-2]}" in err or f"argument {argv[-2]}: empty" in err), err
