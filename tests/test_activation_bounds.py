@@ -130,8 +130,7 @@ def test_other_models_and_no_windows_are_named_errors(models_dir, calib):
 def test_the_recipe_key_is_true_or_false(bad, models_dir, tmp_path):
     from quantize.recipe import QuantizeRecipe, run_recipe
 
-    recipe = QuantizeRecipe(student=str(models_dir / "student_qat.pth"), out=str(tmp_path / "b"),
-                            activation_bounds=bad)
-    with pytest.raises(ConfigError, match="activation_bounds is true or false"):
-        run_recipe(recipe)
+    with pytest.raises(ConfigError, match="activation_bounds is true or false"):  # when the recipe is made
+        run_recipe(QuantizeRecipe(student=str(models_dir / "student_qat.pth"), out=str(tmp_path / "b"),
+                                  activation_bounds=bad))
     assert not (tmp_path / "b").exists()
