@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MissingDependencyError, RecordFormatError, RecordNotFoundError, SignalError
-from .preprocessing import check_fs, check_signal  # noqa: F401 - check_fs: public here too
+from .preprocessing import check_fs, check_signal
 
 #: Multiply a value in these units by the factor to get millivolts (keys lower case; µ: micro sign and mu).
 UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "\u00b5v": 1e-3, "\u03bcv": 1e-3, "v": 1e3}

@@ -76,11 +76,11 @@ def ecg(cinc) -> np.ndarray:
      "not numbers"),
     (lambda c: None, "yielded NoneType"),
 ])
-def test_a_malformed_chunk_from_a_custom_source_is_a_signal_error_naming_it(ecg, bundle_dir, bad, match):
+def test_a_malformed_chunk_from_a_custom_source_is_a_signal_error_naming_it(ecg, bundle_dir, tmp_path, bad, match):
     items = chunks(ecg)
     items[3] = bad(items[3])
     with pytest.raises(SignalError, match=match) as e:
-        run(ChunkSource(items), bundle_dir)
+        run(ChunkSource(items), bundle_dir, record_to=tmp_path / "r.csv")  # checked before it is recorded
     assert "'custom'" in str(e.value)
 
 

@@ -178,9 +178,9 @@ class EcgStream:
         """Read the source, resample, window; put windows on the queue, never blocking on a slow consumer."""
         try:
             async for item in self.source:
-                if self.recorder:
-                    self.recorder.write(item)
                 if isinstance(item, SourceEvent):
+                    if self.recorder:
+                        self.recorder.write(item)
                     self._emit(item)
                     if item.kind in ("disconnected", "gap", "sensor_stopped", "clock_jump"):
                         self._restart()
@@ -188,7 +188,10 @@ class EcgStream:
                 if not isinstance(item, EcgChunk):
                     raise SignalError(f"source {getattr(self.source, 'name', self.source)!r} yielded "
                                       f"{type(item).__name__}; an EcgSource yields EcgChunk and SourceEvent items only")
-                self._on_chunk(check_chunk(item, getattr(self.source, "name", "source")))
+                chunk = check_chunk(item, getattr(self.source, "name", "source"))  # before it is recorded
+                if self.recorder:
+                    self.recorder.write(chunk)
+                self._on_chunk(chunk)
                 await asyncio.sleep(0)  # let the consumer run between chunks of a fast source
         finally:
             self._end_invalid_run()
