@@ -415,7 +415,8 @@ def read_csv(path: str | Path, fs_hz: float | None = None, column: int | str | N
                                     f"which implies {implied:.6g} Hz; drop fs_hz (--fs) to use the times, or fix them")
     if fs_hz is None:
         times = [h for h in header if _TIME_COLUMN.match(h)]
-        unitless = f" (its time column {times[0]!r} does not say it is in seconds: rename it time_s if it is)" if times else ""
+        unitless = (f" (its time column {times[0]!r} does not say it is in seconds: rename it time_s if it is)"
+                    if times else "")
         raise SignalError(f"{where} carries no sample rate{unitless}: pass fs_hz (e.g. --fs 130) or add a time_s "
                           "column")
     return Record(p.stem, x, float(fs_hz), header[idx] if header else "", time_s)

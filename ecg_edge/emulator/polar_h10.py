@@ -156,7 +156,8 @@ class EmulatedPolarH10:
                  min_mtu: int = MIN_MTU, drop_frames: Collection[int] | float = (), seed: int = 0,
                  duplicate_frames: Collection[int] = (), disconnect_after_frames: int | None = None,
                  reconnect_delay_s: float = 0.0, stop_after_frames: int | None = None,
-                 silent_after_frames: int | None = None, already_streaming: bool = False, heart_rate_interval_s: float = 1.0,
+                 silent_after_frames: int | None = None, already_streaming: bool = False,
+                 heart_rate_interval_s: float = 1.0,
                  fixed_heart_rate_bpm: float = 60.0, battery_percent: int = 87) -> None:
         if speed <= 0 or true_fs_hz <= 0:
             raise ValueError(f"speed ({speed}) and true_fs_hz ({true_fs_hz}) must be positive")

@@ -144,7 +144,8 @@ class EcgStream:
         hop_samples = int(round(hop * self.config.fs_hz))
         if hop_samples < 1:
             raise SignalError(f"hop_s {hop!r} s is less than one sample at the model's {self.config.fs_hz:g} Hz; "
-                              f"give at least {1 / self.config.fs_hz:g} s (the card's hop: {self.bundle.card['hop_seconds']} s)")
+                              f"give at least {1 / self.config.fs_hz:g} s "
+                              f"(the card's hop: {self.bundle.card['hop_seconds']} s)")
         self.resampler = StreamingResampler(self.config.fs_hz)
         self.windower = Windower(self.config.window_samples, hop_samples)
         self.latency = LatencyStats()

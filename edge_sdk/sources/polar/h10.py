@@ -94,7 +94,8 @@ class PolarH10Source(EcgSource):
 
     def __init__(self, address: str, backend: type | None = None, sample_rate: int = 130, *,
                  connect_timeout_s: float = 20.0, command_timeout_s: float = 5.0,
-                 data_timeout_s: float | None = 10.0, max_reconnects: int | None = 10, backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
+                 data_timeout_s: float | None = 10.0, max_reconnects: int | None = 10,
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
                  heart_rate: bool = False, clock: Callable[[], float] = time.time, seed: int | None = None,
                  **client_kwargs: Any) -> None:
         super().__init__()
