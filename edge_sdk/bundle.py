@@ -318,9 +318,7 @@ TFLITE_LABELS_FILE = "labels.txt"
 
 
 def _check_labels_inside(fp: Path, card: dict) -> None:
-    """A model file that names its outputs (a TFLite file's ``labels.txt``) must name the card's labels in the
-    card's order: a card edited by hand (labels reordered) would otherwise put every probability under
-    another label's name, silently."""
+    """A TFLite file's ``labels.txt`` must name the card's labels in order (:func:`check_labels_match`)."""
     if fp.suffix != ".tflite":
         return
     try:
@@ -328,11 +326,17 @@ def _check_labels_inside(fp: Path, card: dict) -> None:
             inside = z.read(TFLITE_LABELS_FILE).decode("utf-8").splitlines()
     except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, OSError):
         return  # a TFLite file without the associated labels (built elsewhere): nothing to compare
-    names = [d["name"] for d in card["labels"]]
-    if inside != names:
-        raise BundleError(f"{fp.name} names its outputs {inside[:6]}{' ...' if len(inside) > 6 else ''} but the card "
-                          f"lists {names[:6]}{' ...' if len(names) > 6 else ''}: the card's labels were changed (or "
-                          "reordered) after the build; restore the card that came with the model files")
+    check_labels_match(fp.name, inside, [d["name"] for d in card["labels"]])
+
+
+def check_labels_match(file_name: str, inside: list[str], card_names: list[str]) -> None:
+    """:class:`BundleError` unless the label names a model file carries (``inside``, output order) are the card's
+    (``card_names``): a card edited by hand (labels reordered) would put every probability under another
+    label's name, silently. Used for the TFLite ``labels.txt`` here and the ONNX metadata by ``open_backend``."""
+    if inside != card_names:
+        raise BundleError(f"{file_name} names its outputs {inside[:6]}{' ...' if len(inside) > 6 else ''} but the "
+                          f"card lists {card_names[:6]}{' ...' if len(card_names) > 6 else ''}: the card's labels were "
+                          "changed (or reordered) after the build; restore the card that came with the model files")
 
 
 def write_card(root: str | Path, card: dict) -> Path:

@@ -22,10 +22,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from edge_sdk.bundle import TFLITE_LABELS_FILE
 from edge_sdk.inference.onnx_backend import LABELS_KEY as ONNX_LABELS_KEY  # the key the runtime reads
 
 LABELS_METADATA = "ecg_edge_labels"
-LABELS_FILE = "labels.txt"
+LABELS_FILE = TFLITE_LABELS_FILE  # the name load_bundle reads
 
 
 def convert_to_ort(onnx_path: str | Path, out_dir: str | Path, target_platform: str = "arm") -> tuple[Path, Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import ModelBundle, load_bundle
+from ..bundle import ModelBundle, check_labels_match, load_bundle
 from ..errors import BundleError, ConfigError, SignalError
 from ..preprocessing import WINDOW_SAMPLES
 
@@ -76,10 +76,8 @@ def _check_against_card(backend: Backend, bundle: ModelBundle, name: str) -> Non
         raise BundleError(f"{name} takes windows of {backend.window_samples} samples but the card says {want_in}; "
                           "the model file and card do not belong together - rebuild the bundle")
     inside = getattr(backend, "label_names", None)
-    if inside is not None and inside != bundle.labels:
-        raise BundleError(f"{name} names its outputs {inside[:6]} but the card lists {bundle.labels[:6]}: the card's "
-                          "labels were changed (or reordered) after the build; restore the card that came with the "
-                          "model files")
+    if inside is not None:
+        check_labels_match(name, inside, bundle.labels)
     n_out = getattr(backend, "n_outputs", None)
     if n_out is not None and n_out != want_out:
         raise BundleError(f"{name} has {n_out} outputs but the card lists {want_out} labels; the model file and "
