@@ -165,6 +165,11 @@ class DistillRecipe:
         return asdict(self)
 
 
+def student_run_dir(out: Path) -> Path:
+    """The folder of a student run's resumable state (``last.pt``): ``<out name>_run`` beside ``out``."""
+    return out.parent / f"{out.stem}_run"
+
+
 def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool = False,
                        log: Callable[[str], None] = print) -> dict:
     """Check the teacher, labels and output, then distil; returns :func:`distill.distiller.distill`'s result
@@ -182,7 +187,7 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
         stamp = os.environ.get("TORCHELASTIC_RUN_ID")
         out = (Path("runs") / f"distill-{stamp}" / "student.pth") if stamp and stamp != "none" and \
             int(os.environ.get("WORLD_SIZE", "1")) > 1 else new_run_dir("distill") / "student.pth"
-    check_training_outputs(out, out.parent / f"{out.stem}_run", force, resume, "student checkpoint")
+    check_training_outputs(out, student_run_dir(out), force, resume, "student checkpoint")
     if recipe.unmapped_labels not in ("error", "unlabeled"):
         raise ConfigError(f"unmapped_labels must be error or unlabeled, not {recipe.unmapped_labels!r}")
     check_training_sizes(recipe.epochs, recipe.batch_size, recipe.samples_per_epoch)
@@ -208,7 +213,7 @@ def run_distill_recipe(recipe: DistillRecipe, force: bool = False, resume: bool 
     cfg = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                       samples_per_epoch=recipe.samples_per_epoch, device=recipe.device, seed=recipe.seed,
                       average_last=recipe.average_last, augment=recipe.augment, resume=resume,
-                      out_dir=str(out.parent / f"{out.stem}_run"))
+                      out_dir=str(student_run_dir(out)))
     dcfg = DistillConfig(temperature=recipe.temperature, alpha=recipe.alpha if hard else 1.0,
                          hint_weight=recipe.hint_weight, selection=recipe.selection)
     result = distill(recipe.teacher, out, train if hard else train.unlabeled(), val, cfg=dcfg, train_cfg=cfg,

@@ -71,6 +71,11 @@ class TeacherRecipe:
         return read_recipe_file(cls, path, ("out",), overrides)
 
 
+def teacher_run_dir(out: str | Path) -> Path:
+    """The folder of a teacher run's resumable state (``last.pt``): ``teacher_run`` beside ``out``."""
+    return Path(out).parent / "teacher_run"
+
+
 def run_teacher_recipe(recipe: TeacherRecipe, force: bool = False, resume: bool = False, limit: int | None = None) -> dict:
     """Train the reference teacher as ``recipe`` says; the recipe is stored in the checkpoint."""
     from edge_sdk.errors import ConfigError
@@ -83,7 +88,7 @@ def run_teacher_recipe(recipe: TeacherRecipe, force: bool = False, resume: bool 
     out = Path(recipe.out)
     cfg = TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                       samples_per_epoch=recipe.samples_per_epoch, device=recipe.device, seed=recipe.seed,
-                      resume=resume, out_dir=str(out.parent / "teacher_run"), augment=recipe.augment)
+                      resume=resume, out_dir=str(teacher_run_dir(out)), augment=recipe.augment)
     return train_reference_teacher(out, FULL_TEACHER if recipe.width == "full" else REDUCED_TEACHER, cfg,
                                    limit=limit, force=force, recipe=asdict(recipe))
 
@@ -94,7 +99,7 @@ def train_reference_teacher(out: str | Path, config: Net1DConfig = REDUCED_TEACH
     """Train, select on validation (mean record-level AUROC of the four outputs); writes ``out`` (fp16
     checkpoint, refused if it exists unless ``force`` or resuming) and returns metrics. ``recipe`` is
     stored in the checkpoint's meta."""
-    train_cfg = train_cfg or TrainConfig(out_dir=str(Path(out).parent / "teacher_run"))
+    train_cfg = train_cfg or TrainConfig(out_dir=str(teacher_run_dir(out)))
     check_training_outputs(out, train_cfg.out_dir, force, train_cfg.resume, "teacher checkpoint")
     t0 = time.time()
     train = cinc2017_windows("train", limit=limit)

@@ -74,21 +74,19 @@ def check_stage_outputs(loaded: dict, second=None, ensemble=None, force: bool = 
     """Every output the stages in ``loaded`` (stage -> recipe) will write is free (or ``force``), checked
     before the first stage starts: :class:`~edge_sdk.errors.OutputExistsError` or
     :class:`~edge_sdk.errors.OutputPathError` otherwise."""
+    from distill.recipe import student_run_dir
+    from distill.teacher import teacher_run_dir
     from distill.trainer import check_training_outputs
-    from edge_sdk.outputs import check_new_dir, check_new_file
+    from edge_sdk.outputs import check_new_file
+
+    from .recipe import check_bundle_outputs
 
     for recipe in ([loaded["teacher"], second] if "teacher" in loaded else []):
-        out = Path(recipe.out)
-        check_training_outputs(out, out.parent / "teacher_run", force, False, "teacher checkpoint")
+        check_training_outputs(Path(recipe.out), teacher_run_dir(recipe.out), force, False, "teacher checkpoint")
     if "teacher" in loaded and ensemble is not None:
         check_new_file(ensemble.out, force, "teacher ensemble file")
     if "student" in loaded and loaded["student"].out:
         out = Path(loaded["student"].out)
-        check_training_outputs(out, out.parent / f"{out.stem}_run", force, False, "student checkpoint")
+        check_training_outputs(out, student_run_dir(out), force, False, "student checkpoint")
     if "bundle" in loaded and loaded["bundle"].out:
-        bundle = loaded["bundle"]
-        check_new_dir(bundle.out, force, "bundle folder")
-        if bundle.qat_epochs > 0:
-            out = Path(bundle.out)
-            check_new_file(Path(bundle.qat_out) if bundle.qat_out else out.parent / f"{out.name}_student_qat.pth",
-                           force, "QAT student checkpoint")
+        check_bundle_outputs(loaded["bundle"], Path(loaded["bundle"].out), force)

@@ -129,6 +129,21 @@ def sample_plan_windows(train: WindowSet, n: int, n_calibration: int, seed: int 
     return train.x[plan_window_indices(len(train), n, n_calibration, seed)].astype(np.float32)
 
 
+def check_bundle_outputs(recipe: QuantizeRecipe, out: Path, force: bool = False) -> Path:
+    """The bundle folder ``out`` and (with QAT) the QAT checkpoint are free (or ``force``) and writable, and the
+    QAT checkpoint is not the student; returns the QAT checkpoint's path (``qat_out``, else
+    ``<out>_student_qat.pth`` beside the folder). Named errors only, nothing written but parent folders."""
+    qat_out = Path(recipe.qat_out) if recipe.qat_out else out.parent / f"{out.name}_student_qat.pth"
+    check_new_dir(out, force, "bundle folder")
+    check_writable_parent(out, "bundle folder")
+    if recipe.qat_epochs > 0:
+        check_new_file(qat_out, force, "QAT student checkpoint")
+        check_writable_parent(qat_out, "QAT student checkpoint")
+        if qat_out.resolve() == Path(recipe.student).resolve():
+            raise EdgeSDKError(f"qat_out {qat_out} is the student itself; choose another path")
+    return qat_out
+
+
 def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
     """Check inputs, then QAT (if ``qat_epochs``) and build the bundle; returns the model card.
 
@@ -176,14 +191,7 @@ def run_recipe(recipe: QuantizeRecipe, force: bool = False, log=print) -> dict:
         out = Path(recipe.out)
     else:
         out = new_run_dir("quantize") / "bundle"
-    qat_out = Path(recipe.qat_out) if recipe.qat_out else out.parent / f"{out.name}_student_qat.pth"
-    check_new_dir(out, force, "bundle folder")
-    check_writable_parent(out, "bundle folder")
-    if recipe.qat_epochs > 0:
-        check_new_file(qat_out, force, "QAT student checkpoint")
-        check_writable_parent(qat_out, "QAT student checkpoint")
-        if qat_out.resolve() == student_path.resolve():
-            raise EdgeSDKError(f"qat_out {qat_out} is the student itself; choose another path")
+    qat_out = check_bundle_outputs(recipe, out, force)
     n_out = len(s_ckpt["state_dict"]["head.bias"]) if "head.bias" in s_ckpt["state_dict"] else None
     table = checkpoint_label_table(s_ckpt, n_out or 0, where=f"student {student_path.name}")
     check_record_rule(recipe.record_rule, table.activation)
