@@ -87,6 +87,19 @@ def check_fs(fs_hz: object, where: str = "fs_hz") -> float:
     return fs
 
 
+def check_source_fs(fs_hz: object, config: "PreprocessingConfig", what: str = "sample rate") -> float:
+    """``fs_hz`` (:func:`check_fs`) if the model's band fits in it: :class:`SignalError` below
+    :data:`MIN_SOURCE_FS_HZ` (twice the band-pass's upper edge). Records and streams are checked here alike."""
+    if isinstance(fs_hz, (bool, str, bytes)):  # check_fs would read "300" as 300
+        raise SignalError(f"{what} must be a number of Hz (e.g. 130, 300), got {fs_hz!r}")
+    fs = check_fs(fs_hz, what)
+    if fs < MIN_SOURCE_FS_HZ:
+        raise SignalError(f"{what} {fs:g} Hz is below {MIN_SOURCE_FS_HZ:g} Hz: the "
+                          f"{config.bandpass_low_hz}-{config.bandpass_high_hz} Hz band the model sees needs at least "
+                          "twice its upper edge; check the rate given for the record")
+    return fs
+
+
 def check_signal(x: np.ndarray, min_samples: int = 1, name: str = "signal") -> np.ndarray:
     """Return ``x`` as a float64 array of shape ``(n,)`` or ``(batch, n)``; raise :class:`SignalError` if unusable."""
     arr = np.asarray(x)

@@ -12,11 +12,22 @@ import numbers
 import numpy as np
 
 from .errors import SignalError
-from .preprocessing import (DEFAULT_CONFIG, MIN_SOURCE_FS_HZ, WINDOW_SAMPLES, PreprocessingConfig, check_fs,
-                            check_signal, preprocess_window, resample)
+from .preprocessing import (DEFAULT_CONFIG, WINDOW_SAMPLES, PreprocessingConfig, check_signal, check_source_fs,
+                            preprocess_window, resample)
 
 #: the shortest record :func:`record_windows` zero-pads to one window, as a fraction of the window (5 s of 10)
 MIN_PADDED_FRACTION = 0.5
+
+
+def hop_samples(hop_s: object, fs_hz: float) -> int:
+    """``hop_s`` seconds as a whole number of samples at ``fs_hz`` Hz (rounded); :class:`SignalError` unless it
+    is a positive, finite number of seconds of at least one sample. Records and streams are cut with it."""
+    if isinstance(hop_s, bool) or not isinstance(hop_s, numbers.Real) or not math.isfinite(hop_s) or hop_s <= 0:
+        raise SignalError(f"hop_s must be a positive number of seconds (e.g. 5), got {hop_s!r}")
+    n = int(round(hop_s * fs_hz))
+    if n < 1:
+        raise SignalError(f"hop_s {hop_s!r} s is less than one sample at {fs_hz:g} Hz; give at least {1 / fs_hz:g} s")
+    return n
 
 
 def split_windows(x: np.ndarray, window_samples: int = WINDOW_SAMPLES, hop_samples: int | None = None) -> np.ndarray:
@@ -43,18 +54,11 @@ def record_windows(signal_mv: np.ndarray, fs_hz: float, hop_s: float = 5.0,
     preprocessed at its own length and zero-padded at the end (zero is the z-scored mean), when
     ``pad_short`` and it holds at least :data:`MIN_PADDED_FRACTION` of a window (5 s of 10); otherwise
     :class:`~edge_sdk.errors.SignalError` is raised. Also :class:`SignalError` for a sample rate below
-    :data:`~edge_sdk.preprocessing.MIN_SOURCE_FS_HZ` (80 Hz: the 40 Hz band edge needs twice that) and a
-    hop that is not a positive number of seconds of at least one sample.
+    :data:`~edge_sdk.preprocessing.MIN_SOURCE_FS_HZ` (:func:`~edge_sdk.preprocessing.check_source_fs`) and a
+    bad hop (:func:`hop_samples`).
     """
-    fs_hz = check_fs(fs_hz)
-    if fs_hz < MIN_SOURCE_FS_HZ:
-        raise SignalError(f"sample rate {fs_hz:g} Hz is below {MIN_SOURCE_FS_HZ:g} Hz: the "
-                          f"{config.bandpass_low_hz}-{config.bandpass_high_hz} Hz band the model sees needs at least "
-                          "twice its upper edge; check the rate given for the record")
-    if isinstance(hop_s, bool) or not isinstance(hop_s, numbers.Real) or not math.isfinite(hop_s) \
-            or round(hop_s * config.fs_hz) < 1:
-        raise SignalError(f"hop_s must be a positive number of seconds, at least one sample at {config.fs_hz:g} Hz "
-                          f"(e.g. 5), got {hop_s!r}")
+    fs_hz = check_source_fs(fs_hz, config)
+    hop = hop_samples(hop_s, config.fs_hz)
     x = resample(check_signal(signal_mv, 2), fs_hz, config.fs_hz, config.resampling)
     w = config.window_samples
     if x.shape[-1] < w:
@@ -66,4 +70,4 @@ def record_windows(signal_mv: np.ndarray, fs_hz: float, hop_s: float = 5.0,
         out = np.zeros((1, w), np.float32)
         out[0, :x.shape[-1]] = preprocess_window(x, config)
         return out
-    return preprocess_window(split_windows(x, w, int(round(hop_s * config.fs_hz))), config)
+    return preprocess_window(split_windows(x, w, hop), config)

@@ -27,12 +27,13 @@ import numpy as np
 from ..bundle import ModelBundle, load_bundle
 from ..errors import BundleError, SignalError
 from ..inference import Backend, open_backend
-from ..preprocessing import MIN_SOURCE_FS_HZ, preprocess_window
+from ..preprocessing import MIN_SOURCE_FS_HZ, check_source_fs, preprocess_window  # noqa: F401 - MIN_SOURCE_FS_HZ: public here too
 from ..record_rule import RecordDecision
 from ..signal import StreamingResampler, assess_quality
 from ..sources.base import EcgChunk, EcgSource, SourceEvent
 from .latency import LatencyStats
 from .recorder import Recorder
+from ..windowing import hop_samples
 from .windower import Window, Windower
 
 
@@ -128,26 +129,15 @@ class EcgStream:
         self.config = self.bundle.preprocessing
         self.labels = self.bundle.labels
         self.thresholds = self.bundle.thresholds
-        hop = hop_s if hop_s is not None else float(self.bundle.card["hop_seconds"])
-        if isinstance(hop, bool) or not isinstance(hop, (int, float)) or not np.isfinite(hop) or hop <= 0:
-            raise SignalError(f"hop_s must be a positive number of seconds, got {hop!r}")
-        fs_src = getattr(source, "nominal_fs_hz", None)
-        if not isinstance(fs_src, (int, float)) or not np.isfinite(fs_src) or fs_src < MIN_SOURCE_FS_HZ:
-            raise SignalError(f"source sample rate {fs_src!r} Hz is below {MIN_SOURCE_FS_HZ:g} Hz: the "
-                              f"{self.config.bandpass_low_hz}-{self.config.bandpass_high_hz} Hz band the model sees "
-                              "needs at least twice its upper edge; check the rate given for the record")
+        hop = hop_samples(hop_s if hop_s is not None else float(self.bundle.card["hop_seconds"]), self.config.fs_hz)
+        check_source_fs(getattr(source, "nominal_fs_hz", None), self.config, "source sample rate")
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
             raise SignalError(f"max_queue must be a positive int (windows), got {max_queue!r}")
         if self.config.resampling != "uniform-linear":
             raise BundleError(f"the bundle's preprocessing uses resampling {self.config.resampling!r}; streams "
                               "resample onto the exact grid ('uniform-linear') only - rebuild the bundle with it")
-        hop_samples = int(round(hop * self.config.fs_hz))
-        if hop_samples < 1:
-            raise SignalError(f"hop_s {hop!r} s is less than one sample at the model's {self.config.fs_hz:g} Hz; "
-                              f"give at least {1 / self.config.fs_hz:g} s "
-                              f"(the card's hop: {self.bundle.card['hop_seconds']} s)")
         self.resampler = StreamingResampler(self.config.fs_hz)
-        self.windower = Windower(self.config.window_samples, hop_samples)
+        self.windower = Windower(self.config.window_samples, hop)
         self.latency = LatencyStats()
         self.recorder = Recorder(record_to, overwrite_recording) if record_to else None
         self._callbacks = [on_prediction] if on_prediction else []
