@@ -119,7 +119,8 @@ def check_training_outputs(out: str | Path, run_dir: str | Path, force: bool = F
             raise ConfigError(f"--resume: there is no {last} to continue from; run without --resume to start a new "
                               f"run (or add --force to start one over {out})")
         try:
-            state = torch.load(last, map_location="cpu", weights_only=True)
+            # mmap: the keys are checked here and the tensors read once, by fit() when it resumes
+            state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:  # noqa: BLE001 - torch raises pickle, zip and runtime errors for a bad file
             raise ConfigError(f"--resume: {last} cannot be read ({type(exc).__name__}); it is not a training state "
                               "this SDK wrote: start a new run in another --out folder") from None

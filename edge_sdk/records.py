@@ -102,15 +102,15 @@ def _check_wfdb_raw_fields(hea: Path, lines: list[str], header: object, channel:
     if len(tokens) < 3:  # wfdb would assume its default, 250 Hz
         raise RecordFormatError(f"WFDB header {hea}: the record line {lines[0]!r} states no sample rate (wfdb would "
                                 "assume 250 Hz); add it, e.g. 'A00001 1 300 9000'")
-    if len(tokens) >= 3:  # record line: name n_sig fs[/counter_freq[(base)]] ...
-        fs_text = re.split(r"[/(]", tokens[2], maxsplit=1)[0]
-        try:
-            fs_raw = float(fs_text)
-        except ValueError:
-            fs_raw = math.nan
-        if not (math.isfinite(fs_raw) and fs_raw > 0) or fs_raw != float(header.fs):
-            raise RecordFormatError(f"WFDB header {hea}: sample rate {tokens[2]!r} is not a positive number of Hz; "
-                                    "fix the record line (e.g. 'A00001 1 300 9000')")
+    # record line: name n_sig fs[/counter_freq[(base)]] ...
+    fs_text = re.split(r"[/(]", tokens[2], maxsplit=1)[0]
+    try:
+        fs_raw = float(fs_text)
+    except ValueError:
+        fs_raw = math.nan
+    if not (math.isfinite(fs_raw) and fs_raw > 0) or fs_raw != float(header.fs):
+        raise RecordFormatError(f"WFDB header {hea}: sample rate {tokens[2]!r} is not a positive number of Hz; "
+                                "fix the record line (e.g. 'A00001 1 300 9000')")
     if channel + 1 < len(lines):
         sig_tokens = lines[channel + 1].split()
         if len(sig_tokens) >= 3:  # signal line: file fmt gain[(baseline)][/units] ...
